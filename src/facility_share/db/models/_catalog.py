@@ -77,6 +77,13 @@ class Resource(TimestampMixin, Base):
         CheckConstraint("original_value_fen >= 0", name="original_value_not_negative"),
         Index("ix_resources_unit_retired", "unit_id", "retired_at"),
         Index("ix_resources_category", "category_id"),
+        # Substring search in Chinese and English; LIKE '%…%' uses a trigram index on PostgreSQL.
+        Index(
+            "ix_resources_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

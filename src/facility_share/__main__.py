@@ -1,0 +1,3 @@
+from facility_share.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The open catalogue: units, categories, resources, fee schedules; files, import, search, export."""

@@ -1,0 +1,78 @@
+"""The public catalogue API under /api/v1 (no login): resources, units, categories, export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Controller, Response, get
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from facility_share.catalog import export, queries, schemas
+
+
+class CatalogApi(Controller):
+    path = "/api/v1"
+    tags = ["catalogue"]
+
+    @get("/resources", summary="Search and filter the open catalogue")
+    async def list_resources(
+        self,
+        db_session: AsyncSession,
+        q: Annotated[str, Parameter(description="Words to find in names (zh/en), model, maker, capabilities", max_length=200)] = "",
+        kind: Annotated[Literal["instrument", "workshop", "line"] | None, Parameter()] = None,
+        category: Annotated[str | None, Parameter(description="Category code; includes its sub-categories", max_length=20)] = None,
+        unit: Annotated[str | None, Parameter(description="Managing unit code", max_length=40)] = None,
+        location: Annotated[str, Parameter(description="Substring of the location", max_length=100)] = "",
+        max_price_fen: Annotated[int | None, Parameter(ge=0, le=10**12, description="Starting price ceiling, fen")] = None,
+        open_for_sharing: bool | None = None,
+        sort: Annotated[Literal[tuple(queries.SORTS)], Parameter()] = "code",  # type: ignore[valid-type]
+        page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
+        per_page: Annotated[int, Parameter(ge=1, le=queries.MAX_PER_PAGE)] = 20,
+    ) -> schemas.ResourcePage:
+        return await queries.search_resources(
+            db_session,
+            queries.ResourceFilter(
+                q=q,
+                kind=kind,
+                category=category,
+                unit=unit,
+                location=location,
+                max_price_fen=max_price_fen,
+                open_for_sharing=open_for_sharing,
+                sort=sort,
+                page=page,
+                per_page=per_page,
+            ),
+        )
+
+    @get("/resources/{code:str}", summary="One resource with its fee table and booking rules")
+    async def get_resource(self, db_session: AsyncSession, code: str) -> schemas.ResourceDetail:
+        return await queries.get_resource(db_session, code)
+
+    @get("/units", summary="Managing units")
+    async def list_units(self, db_session: AsyncSession) -> list[schemas.UnitSummary]:
+        return await queries.list_units(db_session)
+
+    @get("/units/{code:str}", summary="One managing unit and its resources")
+    async def get_unit(self, db_session: AsyncSession, code: str) -> schemas.UnitDetail:
+        return await queries.get_unit(db_session, code)
+
+    @get("/categories", summary="The classification tree with resource counts")
+    async def list_categories(self, db_session: AsyncSession) -> list[schemas.CategoryNode]:
+        return await queries.category_tree(db_session)
+
+    @get("/catalog/export", summary="The catalogue in the national large-instrument platform's layout (CSV or JSON)")
+    async def export_catalog(
+        self,
+        db_session: AsyncSession,
+        format: Annotated[Literal["csv", "json"], Parameter(description="csv (UTF-8 with BOM, for Excel) or json")] = "csv",
+    ) -> Response:
+        rows = export.national_rows(await queries.export_rows(db_session))
+        if format == "csv":
+            return Response(
+                export.to_csv(rows),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="catalogue.csv"'},
+            )
+        return Response(export.to_json(rows), media_type="application/json")

@@ -1,0 +1,232 @@
+"""The ``facility-share`` command line: database, catalogue, demo data and the server."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from facility_share.errors import CatalogInvalid, FacilityShareError, SettingsError
+from facility_share.settings import Settings, load_settings
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/red] {exc.message}", highlight=False)
+        sys.exit(2)
+
+
+def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into a clear message and a non-zero exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CatalogInvalid as exc:
+            for problem in exc.problems:
+                err.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+            err.print(f"[red]{exc.message}[/red]", highlight=False)
+            sys.exit(1)
+        except FacilityShareError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="facility-share")
+def main() -> None:
+    """facility-share: the district's shared instrument and workshop platform."""
+
+
+# --- database -----------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@reports_errors
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from facility_share.db import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings.database_url, revision)
+    out.print(f"database at revision {revision} ({settings.database_url.split('://')[0]})")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@reports_errors
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (``base`` empties the database)."""
+    from facility_share.db import migrate
+
+    migrate.downgrade(_settings().database_url, revision)
+    out.print(f"database at revision {revision}")
+
+
+@db.command("current")
+@reports_errors
+def db_current() -> None:
+    """Show the database's revision and the code's head."""
+    from facility_share.db import Database, migrate
+
+    async def run() -> str | None:
+        database = Database(_settings().database_url, null_pool=True)
+        try:
+            return await migrate.current_revision(database.engine)
+        finally:
+            await database.dispose()
+
+    current = asyncio.run(run())
+    head = migrate.head_revision()
+    out.print(f"database: {current or 'empty'}; code head: {head}" + ("" if current == head else " (run: facility-share db upgrade)"))
+
+
+# --- catalogue ----------------------------------------------------------------------------
+
+
+@main.group()
+def catalog() -> None:
+    """The open catalogue: validate, import and export."""
+
+
+@catalog.command("validate")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("catalog"))
+@reports_errors
+def catalog_validate(directory: Path) -> None:
+    """Check the catalogue files in DIRECTORY without touching the database."""
+    from facility_share.catalog.files import load_catalog
+
+    loaded = load_catalog(directory)
+    kinds: dict[str, int] = {}
+    for r in loaded.resources:
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
+    out.print(
+        f"[green]✓[/green] {directory}: {len(loaded.categories)} categories, {len(loaded.units)} units, "
+        + ", ".join(f"{n} {k}s" for k, n in sorted(kinds.items()))
+    )
+
+
+def _summary_table(summary: Any) -> Table:
+    table = Table("", "created", "updated", "retired", "unchanged")
+    for name, counts in summary.as_dict().items():
+        table.add_row(name, *(str(counts[k]) for k in ("created", "updated", "retired", "unchanged")))
+    return table
+
+
+async def run_import(settings: Settings, directory: Path, progress: Progress | None = None) -> Any:
+    """Validate, then import in one write transaction; nothing is written if validation fails."""
+    from facility_share.catalog.files import load_catalog
+    from facility_share.catalog.importer import import_catalog
+    from facility_share.db import Database
+
+    loaded = load_catalog(directory)
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        task = progress.add_task("importing resources", total=len(loaded.resources)) if progress else None
+        tick = (lambda n: progress.advance(task, n)) if progress and task is not None else None
+        async with database.session(write=True) as session:
+            summary = await import_catalog(session, loaded, progress=tick)
+            await session.commit()
+        return summary
+    finally:
+        await database.dispose()
+
+
+@catalog.command("import")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("catalog"))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@reports_errors
+def catalog_import(directory: Path, as_json: bool) -> None:
+    """Import DIRECTORY: create, update, retire; unchanged records are not written."""
+    settings = _settings()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        summary = asyncio.run(run_import(settings, directory, progress))
+    if as_json:
+        out.print_json(json.dumps(summary.as_dict()))
+    else:
+        out.print(_summary_table(summary))
+        out.print("nothing changed" if summary.written == 0 else f"{summary.written} records written")
+
+
+@catalog.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="File to write (default: standard output).")
+@reports_errors
+def catalog_export(fmt: str, output: Path | None) -> None:
+    """Export the catalogue in the national large-instrument platform's layout."""
+    from facility_share.catalog import export, queries
+    from facility_share.db import Database
+
+    async def run() -> str:
+        database = Database(_settings().database_url, null_pool=True)
+        try:
+            async with database.session() as session:
+                rows = export.national_rows(await queries.export_rows(session))
+        finally:
+            await database.dispose()
+        return export.to_csv(rows) if fmt == "csv" else export.to_json(rows)
+
+    text = asyncio.run(run())
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+# --- serving ------------------------------------------------------------------------------
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (PostgreSQL for more than one).")
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+def serve(host: str, port: int, workers: int, reload: bool) -> None:
+    """Run the web service with uvicorn."""
+    import uvicorn
+
+    settings = _settings()  # fail fast, with one line, before any worker starts
+    if workers > 1 and settings.is_sqlite:
+        err.print("[yellow]note:[/yellow] several workers on SQLite serialise their writes; use PostgreSQL in production")
+    uvicorn.run(
+        "facility_share.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=True,
+        forwarded_allow_ips="*" if host in ("127.0.0.1", "localhost") else None,
+        timeout_graceful_shutdown=20,
+        log_level="info",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
