@@ -26,7 +26,8 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc.message}", highlight=False)
+        # One plain line (no wrapping): it is what an operator sees in a crash-looping log.
+        click.echo(f"configuration error: {exc.message}", err=True)
         sys.exit(2)
 
 

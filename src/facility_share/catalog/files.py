@@ -51,6 +51,17 @@ INHERITED_BY_LINES = (
 )
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates stay text until the schema checks them, so a
+    bad date is reported against its field instead of failing the whole file."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _field_path(loc: Iterable[Any]) -> str:
     path = ""
     for part in loc:
@@ -85,7 +96,7 @@ def _read_yaml(path: Path, root: Path, problems: list[Problem]) -> Any:
         problems.append(Problem(name, "", "", "is not UTF-8 text; save it as UTF-8"))
         return None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
