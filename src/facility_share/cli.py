@@ -200,6 +200,34 @@ def catalog_export(fmt: str, output: Path | None) -> None:
         sys.stdout.write(text)
 
 
+# --- demo -------------------------------------------------------------------------------
+
+
+@main.group()
+def demo() -> None:
+    """Demo data for trying the platform."""
+
+
+@demo.command("load")
+@click.option("--catalog-dir", type=click.Path(path_type=Path), default=None, help="Default: FACILITY_SHARE_CATALOG_DIR or catalog/.")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8000, type=int)
+@reports_errors
+def demo_load(catalog_dir: Path | None, host: str, port: int) -> None:
+    """Load the catalogue (and the demo records of each capability), then print where to look."""
+    from facility_share.demo import TOUR
+
+    settings = _settings()
+    directory = catalog_dir or settings.catalog_dir
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        summary = asyncio.run(run_import(settings, directory, progress))
+    counts = summary.as_dict()["resources"]
+    out.print(f"catalogue: {sum(counts.values()) - counts['retired']} resources ({summary.written} records written)")
+    click.echo(TOUR.format(host=host, port=port, workshop="WQ-TJMAT-PILOT"))
+
+
 # --- serving ------------------------------------------------------------------------------
 
 

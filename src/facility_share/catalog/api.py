@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, Response, get
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, Parameter
 
 from facility_share.catalog import export, queries, schemas
+from facility_share.web.deps import DbSession
 
 
 class CatalogApi(Controller):
@@ -18,7 +18,7 @@ class CatalogApi(Controller):
     @get("/resources", summary="Search and filter the open catalogue")
     async def list_resources(
         self,
-        db_session: AsyncSession,
+        db_session: DbSession,
         q: Annotated[str, Parameter(description="Words to find in names (zh/en), model, maker, capabilities", max_length=200)] = "",
         kind: Annotated[Literal["instrument", "workshop", "line"] | None, Parameter()] = None,
         category: Annotated[str | None, Parameter(description="Category code; includes its sub-categories", max_length=20)] = None,
@@ -47,25 +47,25 @@ class CatalogApi(Controller):
         )
 
     @get("/resources/{code:str}", summary="One resource with its fee table and booking rules")
-    async def get_resource(self, db_session: AsyncSession, code: str) -> schemas.ResourceDetail:
+    async def get_resource(self, db_session: DbSession, code: FromPath[str]) -> schemas.ResourceDetail:
         return await queries.get_resource(db_session, code)
 
     @get("/units", summary="Managing units")
-    async def list_units(self, db_session: AsyncSession) -> list[schemas.UnitSummary]:
+    async def list_units(self, db_session: DbSession) -> list[schemas.UnitSummary]:
         return await queries.list_units(db_session)
 
     @get("/units/{code:str}", summary="One managing unit and its resources")
-    async def get_unit(self, db_session: AsyncSession, code: str) -> schemas.UnitDetail:
+    async def get_unit(self, db_session: DbSession, code: FromPath[str]) -> schemas.UnitDetail:
         return await queries.get_unit(db_session, code)
 
     @get("/categories", summary="The classification tree with resource counts")
-    async def list_categories(self, db_session: AsyncSession) -> list[schemas.CategoryNode]:
+    async def list_categories(self, db_session: DbSession) -> list[schemas.CategoryNode]:
         return await queries.category_tree(db_session)
 
     @get("/catalog/export", summary="The catalogue in the national large-instrument platform's layout (CSV or JSON)")
     async def export_catalog(
         self,
-        db_session: AsyncSession,
+        db_session: DbSession,
         format: Annotated[Literal["csv", "json"], Parameter(description="csv (UTF-8 with BOM, for Excel) or json")] = "csv",
     ) -> Response:
         rows = export.national_rows(await queries.export_rows(db_session))

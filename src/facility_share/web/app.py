@@ -29,6 +29,7 @@ from facility_share.db.engine import Database
 from facility_share.errors import FacilityShareError
 from facility_share.settings import Settings, load_settings
 from facility_share.web.i18n import LOCALE_COOKIE, I18n, choose_locale
+from facility_share.web.pages import set_language
 from facility_share.web.render import render
 
 log = logging.getLogger("facility_share")
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             healthz,
             CatalogApi,
             CatalogPages,
+            set_language,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
             create_static_files_router(
                 path="/static/swagger-ui", directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False, name="swagger-static"
