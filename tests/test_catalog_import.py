@@ -129,3 +129,62 @@ async def test_manager_closures_survive_reimport(db, tmp_path: Path) -> None:
     write_catalog(tmp_path, UNIT.replace("district: 150", "district: 170"))
     await run(db, load_catalog(tmp_path))
     assert await count(db, Closure) == 1
+
+
+async def _import_folder(db, root: Path):  # type: ignore[no-untyped-def]
+    """As `catalog import` does it: known files first, then parse what changed."""
+    from facility_share.catalog.importer import known_files
+
+    async with db.session(write=True) as session:
+        catalog = load_catalog(root, known=await known_files(session))
+        summary = await import_catalog(session, catalog)
+        await session.commit()
+    return catalog, summary
+
+
+async def test_unchanged_files_are_not_parsed_again(db, tmp_path: Path) -> None:
+    root = write_catalog(tmp_path)
+    other = UNIT.replace("code: WQ-TEST\n", "code: WQ-TEST2\n").replace("WQ-TEST-", "WQ-TEST2-")
+    (root / "units" / "WQ-TEST2.yaml").write_text(other, encoding="utf-8")
+    first, _ = await _import_folder(db, root)
+    assert not first.unchanged_files and len(first.resources) == 6
+
+    with WriteCounter(db.engine) as counter:
+        again, summary = await _import_folder(db, root)
+    assert set(again.unchanged_files) == {"units/WQ-TEST.yaml", "units/WQ-TEST2.yaml"}
+    assert again.resources == () and summary.resources.unchanged == 6 and summary.units.unchanged == 2
+    assert counter.writes == []
+
+    # One file changes: only it is parsed; the other's codes still count for duplicates.
+    (root / "units" / "WQ-TEST2.yaml").write_text(other.replace("district: 150", "district: 155"), encoding="utf-8")
+    changed, summary = await _import_folder(db, root)
+    assert set(changed.unchanged_files) == {"units/WQ-TEST.yaml"}
+    assert summary.resources.updated == 1 and summary.resources.unchanged == 5 and summary.resources.retired == 0
+
+    clash = other.replace("code: WQ-TEST2-GC01", "code: WQ-TEST-GC01")
+    (root / "units" / "WQ-TEST2.yaml").write_text(clash, encoding="utf-8")
+    from facility_share.errors import CatalogInvalid
+
+    with pytest.raises(CatalogInvalid) as caught:
+        await _import_folder(db, root)
+    assert any(p.record == "WQ-TEST-GC01" and "duplicate" in p.message for p in caught.value.problems)
+
+
+async def test_a_comment_edit_is_remembered_without_counting_as_a_change(db, tmp_path: Path) -> None:
+    root = write_catalog(tmp_path)
+    await _import_folder(db, root)
+    write_catalog(tmp_path, "# edited\n" + UNIT)
+    _, summary = await _import_folder(db, root)
+    assert summary.written == 0
+    again, _ = await _import_folder(db, root)
+    assert set(again.unchanged_files) == {"units/WQ-TEST.yaml"}
+
+
+async def test_changed_categories_reparse_every_file(db, tmp_path: Path) -> None:
+    from tests.test_catalog_files import CATEGORIES
+
+    root = write_catalog(tmp_path)
+    await _import_folder(db, root)
+    write_catalog(tmp_path, categories=CATEGORIES.replace("色谱仪器", "色谱仪"))
+    catalog, summary = await _import_folder(db, root)
+    assert catalog.unchanged_files == {} and summary.categories.updated == 1

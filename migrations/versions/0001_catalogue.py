@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('description_en', sa.Text(), nullable=False),
     sa.Column('timezone', sa.String(length=64), nullable=False),
     sa.Column('source_file', sa.String(length=300), nullable=False),
+    sa.Column('source_digest', sa.String(length=64), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('retired_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('created_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),

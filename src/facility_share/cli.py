@@ -140,15 +140,18 @@ def _summary_table(summary: Any) -> Table:
 async def run_import(settings: Settings, directory: Path, progress: Progress | None = None) -> Any:
     """Validate, then import in one write transaction; nothing is written if validation fails."""
     from facility_share.catalog.files import load_catalog
-    from facility_share.catalog.importer import import_catalog
+    from facility_share.catalog.importer import import_catalog, known_files
     from facility_share.db import Database
 
-    loaded = load_catalog(directory)
     database = Database(settings.database_url, null_pool=True)
     try:
-        task = progress.add_task("importing resources", total=len(loaded.resources)) if progress else None
-        tick = (lambda n: progress.advance(task, n)) if progress and task is not None else None
+        # Everything in one write transaction: what the database already holds decides
+        # which files need parsing, and nothing may change in between.
         async with database.session(write=True) as session:
+            loaded = load_catalog(directory, known=await known_files(session))
+            total = len(loaded.resources) + sum(len(k.resource_codes) for k in loaded.unchanged_files.values())
+            task = progress.add_task("importing resources", total=total) if progress else None
+            tick = (lambda n: progress.advance(task, n)) if progress and task is not None else None
             summary = await import_catalog(session, loaded, progress=tick)
             await session.commit()
         return summary

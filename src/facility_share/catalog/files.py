@@ -13,6 +13,7 @@ shows an editor everything to fix.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,9 @@ import yaml
 from pydantic import ValidationError
 
 from facility_share.catalog.records import (
+    SCHEMA_VERSION,
     Catalog,
+    KnownFile,
     CategoryRecord,
     ClosureRecord,
     ResourceRecord,
@@ -51,7 +54,11 @@ INHERITED_BY_LINES = (
 )
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (the wheels are): several times faster.
+_SafeLoaderBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoaderBase):  # type: ignore[misc,valid-type]
     """YAML without implicit timestamps: dates stay text until the schema checks them, so a
     bad date is reported against its field instead of failing the whole file."""
 
@@ -231,18 +238,36 @@ def _unit_file(
     return unit, out
 
 
-def load_catalog(root: Path | str) -> Catalog:
+def file_digest(categories_bytes: bytes, unit_bytes: bytes) -> str:
+    """What a unit file's records depend on: its bytes, the classification and the schema."""
+    digest = hashlib.sha256(SCHEMA_VERSION.encode())
+    digest.update(hashlib.sha256(categories_bytes).digest())
+    digest.update(unit_bytes)
+    return digest.hexdigest()
+
+
+def load_catalog(root: Path | str, known: Mapping[str, KnownFile] | None = None) -> Catalog:
     """Read and validate the whole catalogue folder.
+
+    ``known`` describes unit files as the database last imported them (see
+    ``importer.known_files``). A file whose digest still matches is not parsed again: its
+    codes take part in the cross-file checks and the importer counts it as unchanged. This
+    is what makes re-importing an unchanged catalogue cheap.
 
     Raises:
         CatalogInvalid: with every problem found; nothing should be imported then.
     """
     root = Path(root)
+    known = known or {}
     problems: list[Problem] = []
     if not root.is_dir():
         raise CatalogInvalid([Problem(str(root), "", "", "is not a folder; pass the catalogue folder, e.g. catalog/")])
 
+    categories_path = root / "categories.yaml"
+    categories_bytes = categories_path.read_bytes() if categories_path.is_file() else b""
     categories = _load_categories(root, problems)
+    digests: dict[str, str] = {}
+    unchanged_files: dict[str, KnownFile] = {}
     units: list[UnitRecord] = []
     resources: list[ResourceRecord] = []
     resource_units: dict[str, str] = {}
@@ -253,8 +278,17 @@ def load_catalog(root: Path | str) -> Catalog:
     if not unit_files:
         problems.append(Problem("units/", "", "", "holds no unit files; add units/<UNIT-CODE>.yaml"))
     for path in unit_files:
-        unit, unit_resources = _unit_file(path, root, problems)
         name = str(path.relative_to(root))
+        digests[name] = file_digest(categories_bytes, path.read_bytes())
+        previous = known.get(name)
+        if previous is not None and previous.digest == digests[name]:
+            unchanged_files[name] = previous
+            unit_sources.setdefault(previous.unit_code, name)
+            for code in previous.resource_codes:
+                sources.setdefault(code, name)
+                resource_units[code] = previous.unit_code
+            continue
+        unit, unit_resources = _unit_file(path, root, problems)
         if unit is not None and unit.code != path.stem:
             problems.append(
                 Problem(
@@ -313,4 +347,6 @@ def load_catalog(root: Path | str) -> Catalog:
         resources=tuple(resources),
         resource_units=resource_units,
         sources={**sources, **{code: src for code, src in unit_sources.items()}},
+        file_digests=digests,
+        unchanged_files=unchanged_files,
     )

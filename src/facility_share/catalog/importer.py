@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from facility_share.catalog.records import Catalog, CategoryRecord, ResourceRecord, UnitRecord
+from facility_share.catalog.records import Catalog, CategoryRecord, KnownFile, ResourceRecord, UnitRecord
 from facility_share.db.models import Category, Closure, FeeItem, ManagingUnit, OpeningHours, Resource, utcnow
 
 BATCH = 500
@@ -90,9 +90,16 @@ def _category_values(record: CategoryRecord, parent_ids: dict[str, int], digest:
     }
 
 
-def _unit_values(record: UnitRecord, source: str, digest: str) -> dict[str, Any]:
+def _unit_values(record: UnitRecord, source: str, digest: str, file_digest: str) -> dict[str, Any]:
     values = record.model_dump(exclude={"uscc"})
-    return {**values, "uscc": record.uscc, "source_file": source, "content_hash": digest, "retired_at": None}
+    return {
+        **values,
+        "uscc": record.uscc,
+        "source_file": source,
+        "source_digest": file_digest,
+        "content_hash": digest,
+        "retired_at": None,
+    }
 
 
 def _resource_values(
@@ -183,6 +190,25 @@ def _children(record: ResourceRecord, resource_id: int) -> tuple[list[dict], lis
     return hours, closures, fees
 
 
+async def known_files(session: AsyncSession) -> dict[str, KnownFile]:
+    """The unit files as last imported, for ``files.load_catalog(known=...)``."""
+    units = (
+        await session.execute(
+            select(ManagingUnit.id, ManagingUnit.code, ManagingUnit.source_file, ManagingUnit.source_digest).where(
+                ManagingUnit.retired_at.is_(None), ManagingUnit.source_digest != ""
+            )
+        )
+    ).all()
+    codes: dict[int, set[str]] = {}
+    rows = await session.execute(select(Resource.unit_id, Resource.code).where(Resource.retired_at.is_(None)))
+    for unit_id, code in rows:
+        codes.setdefault(unit_id, set()).add(code)
+    return {
+        source: KnownFile(digest=digest, unit_code=code, resource_codes=frozenset(codes.get(unit_id, ())))
+        for unit_id, code, source, digest in units
+    }
+
+
 async def _existing(session: AsyncSession, model: Any) -> dict[str, tuple[int, str, bool]]:
     rows = await session.execute(select(model.code, model.id, model.content_hash, model.retired_at))
     return {code: (row_id, digest, retired is not None) for code, row_id, digest, retired in rows}
@@ -221,15 +247,26 @@ async def import_catalog(
     )
 
     existing = await _existing(session, ManagingUnit)
+    stored_file_digests = dict((await session.execute(select(ManagingUnit.code, ManagingUnit.source_digest))).all())
     unit_ids = {code: row[0] for code, row in existing.items()}
+    unchanged_units = {known.unit_code for known in catalog.unchanged_files.values()}
+    unchanged_resources = {code for known in catalog.unchanged_files.values() for code in known.resource_codes}
+    summary.units.unchanged += len(unchanged_units)
+    summary.resources.unchanged += len(unchanged_resources)
     for record in catalog.units:
         source = catalog.sources.get(record.code, "")
         digest = record_hash(record, source)
+        file_digest = catalog.file_digests.get(source, "")
         current = existing.get(record.code)
         if current and current[1] == digest and not current[2]:
             summary.units.unchanged += 1
+            if stored_file_digests.get(record.code) != file_digest:
+                # The file changed elsewhere (a resource, a comment): remember its new digest.
+                await session.execute(
+                    update(ManagingUnit).where(ManagingUnit.id == current[0]).values(source_digest=file_digest)
+                )
             continue
-        values = _unit_values(record, source, digest)
+        values = _unit_values(record, source, digest, file_digest)
         if current:
             await session.execute(update(ManagingUnit).where(ManagingUnit.id == current[0]).values(**values))
             summary.units.updated += 1
@@ -238,7 +275,9 @@ async def import_catalog(
                 await session.execute(insert(ManagingUnit).values(**values).returning(ManagingUnit.id))
             ).scalar_one()
             summary.units.created += 1
-    summary.units.retired = await _retire(session, ManagingUnit, existing, {u.code for u in catalog.units}, now)
+    summary.units.retired = await _retire(
+        session, ManagingUnit, existing, {u.code for u in catalog.units} | unchanged_units, now
+    )
 
     existing = await _existing(session, Resource)
     resource_ids = {code: row[0] for code, row in existing.items()}
@@ -261,9 +300,8 @@ async def import_catalog(
         else:
             to_insert.append((record, values))
 
-    unchanged = summary.resources.unchanged
-    if unchanged:
-        tick(unchanged)
+    if summary.resources.unchanged:
+        tick(summary.resources.unchanged)
 
     # Top-level resources go first, in their own batches, so a line can point at its
     # workshop's new id.
@@ -297,7 +335,7 @@ async def import_catalog(
         tick(len(batch))
 
     summary.resources.retired = await _retire(
-        session, Resource, existing, {r.code for r in catalog.resources}, now
+        session, Resource, existing, {r.code for r in catalog.resources} | unchanged_resources, now
     )
     await session.flush()
     return summary

@@ -23,6 +23,9 @@ UNIT_KINDS = ("university", "institute", "enterprise", "incubator", "pilot_base"
 RESOURCE_KINDS = ("instrument", "workshop", "line")
 SHARING_MODES = ("staff_operated", "self_operated", "sample_testing", "workshop_rental")
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$"
+# Part of every unit file's digest: bump it when parsing or defaults change, so that files
+# imported by an older version are parsed again.
+SCHEMA_VERSION = "1"
 
 
 def yuan_to_fen(value: object) -> int:
@@ -310,6 +313,16 @@ class CategoryRecord(Record):
     position: int = 0
 
 
+class KnownFile(BaseModel):
+    """A unit file as the database last imported it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    digest: str
+    unit_code: str
+    resource_codes: frozenset[str]
+
+
 class Catalog(BaseModel):
     """The whole catalogue: categories, units and resources, all codes unique."""
 
@@ -321,3 +334,7 @@ class Catalog(BaseModel):
     # code -> unit code, and code -> file it came from
     resource_units: dict[str, str]
     sources: dict[str, str]
+    # file -> digest, for every unit file; and the files skipped because the database
+    # already holds exactly what they say
+    file_digests: dict[str, str] = {}
+    unchanged_files: dict[str, KnownFile] = {}

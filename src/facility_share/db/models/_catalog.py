@@ -44,6 +44,10 @@ class ManagingUnit(TimestampMixin, Base):
     description_en: Mapped[str] = mapped_column(Text, default="")
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     source_file: Mapped[str] = mapped_column(String(300), default="")
+    # Digest of the unit's catalogue file as last imported: an unchanged file is not even
+    # parsed again. Anything but the importer that changes this unit's catalogue rows must
+    # clear it, so the next import compares record by record.
+    source_digest: Mapped[str] = mapped_column(String(64), default="")
     # Hash of the record as last imported: an unchanged record is skipped without a write.
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     retired_at: Mapped[datetime | None] = mapped_column(DateTimeUTC())
