@@ -57,6 +57,7 @@ async def test_filters(client: AsyncTestClient, loaded_catalog) -> None:
     leaf = by_code[analytical[0]].category
     assert set(await codes(client, category=leaf)) <= set(analytical)
 
+    assert await codes(client, category="77") == []  # unknown: matches nothing
     unit = loaded_catalog.units[0].code
     assert all(loaded_catalog.resource_units[c] == unit for c in await codes(client, unit=unit))
 
@@ -86,7 +87,7 @@ async def test_sorting_and_paging(client: AsyncTestClient) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"page": 0}, {"per_page": 1000}, {"sort": "random"}, {"kind": "robot"}, {"max_price_fen": -1}, {"category": "ZZ"}, {"open_for_sharing": "perhaps"}],
+    [{"page": 0}, {"per_page": 1000}, {"sort": "random"}, {"kind": "robot"}, {"max_price_fen": -1}, {"open_for_sharing": "perhaps"}, {"category": "0105;drop"}, {"unit": "wq test"}],
 )
 async def test_bad_parameters_get_400_in_the_error_shape(client: AsyncTestClient, params) -> None:  # type: ignore[no-untyped-def]
     response = await client.get("/api/v1/resources", params=params)
@@ -135,13 +136,13 @@ async def test_units_and_categories(client: AsyncTestClient, loaded_catalog) -> 
 
 
 async def test_export_in_national_layout(client: AsyncTestClient, loaded_catalog) -> None:
-    response = await client.get("/api/v1/catalog/export", params={"format": "csv"})
+    response = await client.get("/api/v1/catalog/export.csv")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text.lstrip("\ufeff"))))
     assert len(rows) == len(loaded_catalog.resources)
     for header in ("分类编码", "中文名称", "英文名称", "型号规格", "主要技术指标", "主要功能", "生产厂商", "产地国别", "原值（万元）", "启用日期", "安放地址", "联系人", "共享模式", "开放机时安排", "参考收费标准"):
         assert header in rows[0]
-    json_rows = (await client.get("/api/v1/catalog/export", params={"format": "json"})).json()
+    json_rows = (await client.get("/api/v1/catalog/export.json")).json()
     assert json_rows == rows
 
 

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_datetime
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,7 +126,7 @@ class Words:
             pass
         return format_datetime(value, format="yyyy-MM-dd HH:mm", locale=self.i18n.locale)
 
-    def starting_price(self, r: schemas.ResourceSummary) -> str:
+    def starting_price(self, r: schemas.ResourceSummary, *, prefix: bool = True) -> str:
         """The cheapest published district-enterprise rate, e.g. "From ¥450.00 / shift".
 
         The summary does not say which fee basis the cheapest rate is charged on (an hour, a
@@ -133,11 +135,17 @@ class Words:
         if r.min_price_fen is None:
             return self._("Price on request")
         price = self.i18n.yuan(r.min_price_fen)
+        if prefix:
+            if r.booking_unit == "shift":
+                return self._("From %(price)s / shift", price=price)
+            if r.booking_unit == "day":
+                return self._("From %(price)s / day", price=price)
+            return self._("From %(price)s", price=price)
         if r.booking_unit == "shift":
-            return self._("From %(price)s / shift", price=price)
+            return self._("%(price)s / shift", price=price)
         if r.booking_unit == "day":
-            return self._("From %(price)s / day", price=price)
-        return self._("From %(price)s", price=price)
+            return self._("%(price)s / day", price=price)
+        return price
 
     def fee_basis(self, fee: schemas.FeeLine) -> str:
         if fee.basis == "hour":
@@ -271,7 +279,8 @@ class ListForm:
 
     @property
     def active(self) -> bool:
-        return any((self.q, self.kind, self.category, self.unit, self.location, self.max_price, self.open_only))
+        fields = (self.q, self.kind, self.category, self.unit, self.location, self.max_price)
+        return any(fields) or self.open_only
 
 
 def _flatten(nodes: list[schemas.CategoryNode], depth: int = 0) -> list[tuple[schemas.CategoryNode, int]]:
@@ -379,7 +388,12 @@ class CatalogPages(Controller):
     include_in_schema = False
 
     @get("/", name="home")
-    async def home(self, request: Request, db_session: AsyncSession, i18n: I18n) -> Template:
+    async def home(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        i18n: NamedDependency[I18n],
+    ) -> Template:
         counts = await queries.catalogue_counts(db_session)
         categories = await queries.category_tree(db_session)
         units = await queries.list_units(db_session)
@@ -394,7 +408,12 @@ class CatalogPages(Controller):
         )
 
     @get("/catalog", name="catalog")
-    async def catalog(self, request: Request, db_session: AsyncSession, i18n: I18n) -> Template:
+    async def catalog(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        i18n: NamedDependency[I18n],
+    ) -> Template:
         tree = await queries.category_tree(db_session)
         categories = _flatten(tree)
         units = await queries.list_units(db_session)
@@ -425,7 +444,13 @@ class CatalogPages(Controller):
         return page
 
     @get("/resources/{code:str}", name="resource")
-    async def resource(self, request: Request, db_session: AsyncSession, i18n: I18n, code: str) -> Template:
+    async def resource(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        i18n: NamedDependency[I18n],
+        code: FromPath[str],
+    ) -> Template:
         resource = await queries.get_resource(db_session, code)
         words = Words(i18n)
         return render(
@@ -447,11 +472,22 @@ class CatalogPages(Controller):
         )
 
     @get("/units", name="units")
-    async def units(self, request: Request, db_session: AsyncSession, i18n: I18n) -> Template:
+    async def units(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        i18n: NamedDependency[I18n],
+    ) -> Template:
         units = await queries.list_units(db_session)
         return render(request, i18n, "catalog/units.html", units=units, words=Words(i18n))
 
     @get("/units/{code:str}", name="unit")
-    async def unit(self, request: Request, db_session: AsyncSession, i18n: I18n, code: str) -> Template:
+    async def unit(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        i18n: NamedDependency[I18n],
+        code: FromPath[str],
+    ) -> Template:
         unit = await queries.get_unit(db_session, code)
         return render(request, i18n, "catalog/unit.html", unit=unit, words=Words(i18n))

@@ -74,7 +74,7 @@ async def _category_ids(session: AsyncSession, code: str) -> list[int]:
     rows = (await session.execute(select(Category.id, Category.code, Category.parent_id))).all()
     by_code = {c: i for i, c, _ in rows}
     if code not in by_code:
-        raise InvalidInput(f"category: unknown category code {code!r}; see /api/v1/categories")
+        return []  # an unknown category matches nothing, like an unknown unit
     children: dict[int | None, list[int]] = {}
     for row_id, _code, parent in rows:
         children.setdefault(parent, []).append(row_id)

@@ -30,6 +30,7 @@ from facility_share.errors import FacilityShareError
 from facility_share.settings import Settings, load_settings
 from facility_share.web.i18n import LOCALE_COOKIE, I18n, choose_locale
 from facility_share.web.pages import set_language
+from facility_share.web.openapi import error_responses
 from facility_share.web.render import render
 
 log = logging.getLogger("facility_share")
@@ -115,7 +116,7 @@ def handle_sqlalchemy_error(request: Request, exc: sa_exc.SQLAlchemyError) -> Re
     return handle_unexpected(request, exc)
 
 
-@get("/healthz", tags=["health"], summary="Liveness and database reachability", cache=False)
+@get("/healthz", tags=["health"], summary="Liveness and database reachability", responses=error_responses())
 async def healthz(state: State) -> Response:
     db: Database = state.db
     try:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import get
 from litestar.datastructures import Cookie
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect
 
 from facility_share.errors import InvalidInput
@@ -14,6 +14,7 @@ from facility_share.settings import SUPPORTED_LOCALES
 from facility_share.web.i18n import LOCALE_COOKIE
 
 ONE_YEAR = 365 * 24 * 60 * 60
+MAX_NEXT = 2000
 
 
 def safe_next(target: str | None) -> str:
@@ -23,7 +24,7 @@ def safe_next(target: str | None) -> str:
     read by browsers as another site, and anything with a scheme or control characters is
     refused outright.
     """
-    if not target or not target.startswith("/") or target.startswith("//"):
+    if not target or len(target) > MAX_NEXT or not target.startswith("/") or target.startswith("//"):
         return "/"
     if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return "/"
@@ -32,7 +33,8 @@ def safe_next(target: str | None) -> str:
 
 @get("/lang/{locale:str}", name="set-language", include_in_schema=False, cache=False)
 async def set_language(
-    locale: str, next_path: Annotated[str | None, Parameter(query="next", max_length=2000)] = None
+    locale: FromPath[str],
+    next_path: Annotated[str | None, QueryParameter(name="next")] = None,
 ) -> Redirect:
     """Remember the chosen language in a cookie for a year and go back to the page."""
     if locale not in SUPPORTED_LOCALES:
