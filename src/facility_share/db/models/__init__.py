@@ -3,7 +3,45 @@
 Alembic imports this package to see the whole schema.
 """
 
+from facility_share.db.models._accounts import (
+    ROLES,
+    TIERS,
+    ApiToken,
+    Enterprise,
+    EnterpriseStatus,
+    LoginAttempt,
+    Qualification,
+    RoleGrant,
+    UnitRelation,
+    User,
+    WebSession,
+)
 from facility_share.db.models._base import Base, utcnow
+from facility_share.db.models._bookings import ACTIVE_STATUSES, BOOKING_STATUSES, AuditEvent, Booking
 from facility_share.db.models._catalog import Category, Closure, FeeItem, ManagingUnit, OpeningHours, Resource
 
-__all__ = ["Base", "Category", "Closure", "FeeItem", "ManagingUnit", "OpeningHours", "Resource", "utcnow"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "BOOKING_STATUSES",
+    "ROLES",
+    "TIERS",
+    "ApiToken",
+    "AuditEvent",
+    "Base",
+    "Booking",
+    "Category",
+    "Closure",
+    "Enterprise",
+    "EnterpriseStatus",
+    "FeeItem",
+    "LoginAttempt",
+    "ManagingUnit",
+    "OpeningHours",
+    "Qualification",
+    "Resource",
+    "RoleGrant",
+    "UnitRelation",
+    "User",
+    "WebSession",
+    "utcnow",
+]
