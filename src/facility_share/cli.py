@@ -203,6 +203,125 @@ def catalog_export(fmt: str, output: Path | None) -> None:
         sys.stdout.write(text)
 
 
+# --- users ------------------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Accounts and roles."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(["enterprise_member", "unit_manager", "finance", "admin"]))
+@click.option("--unit", "units", multiple=True, help="Unit code a unit_manager manages (repeatable).")
+@click.option("--enterprise", "enterprise_uscc", help="USCC of the enterprise an enterprise_member belongs to.")
+@click.option("--name", default="", help="Display name (default: the part of the e-mail before @).")
+@reports_errors
+def users_create(email: str, role: str, units: tuple[str, ...], enterprise_uscc: str | None, name: str) -> None:
+    """Create a user; the password is read from standard input (one line)."""
+    from facility_share.accounts.services import create_user
+    from facility_share.db import Database
+
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        err.print("[red]error:[/red] give the password on standard input, e.g. printf '%s\\n' \"$PW\" | facility-share users create …")
+        sys.exit(1)
+
+    async def run() -> int:
+        database = Database(_settings().database_url, null_pool=True)
+        try:
+            async with database.session(write=True) as session:
+                user = await create_user(session, email=email, password=password, name=name, role=role,
+                                         unit_codes=units, enterprise_uscc=enterprise_uscc)
+                await session.commit()
+                return user.id
+        finally:
+            await database.dispose()
+
+    user_id = asyncio.run(run())
+    out.print(f"created user {user_id}: {email} ({role}{' of ' + ', '.join(units) if units else ''})")
+
+
+@users.command("token")
+@click.argument("email")
+@click.option("--name", required=True, help="What the token is for, e.g. the program that uses it.")
+@click.option("--days", type=int, default=None, help="Lifetime in days (default: until revoked).")
+@reports_errors
+def users_token(email: str, name: str, days: int | None) -> None:
+    """Create a personal API token for EMAIL and print it (it is shown only once)."""
+    from sqlalchemy import select
+
+    from facility_share.accounts.services import create_api_token, normalise_email
+    from facility_share.db import Database
+    from facility_share.db.models import User
+    from facility_share.errors import NotFound
+
+    async def run() -> str:
+        database = Database(_settings().database_url, null_pool=True)
+        try:
+            async with database.session(write=True) as session:
+                user_id = (await session.execute(select(User.id).where(User.email == normalise_email(email)))).scalar_one_or_none()
+                if user_id is None:
+                    raise NotFound(f"no user with e-mail {email}")
+                _row, token = await create_api_token(session, user_id, name, days)
+                await session.commit()
+                return token
+        finally:
+            await database.dispose()
+
+    click.echo(asyncio.run(run()))
+
+
+# --- background work ----------------------------------------------------------------------
+
+
+async def sweep_once(settings: Settings) -> list[int]:
+    from facility_share.bookings.services import expire_overdue
+    from facility_share.db import Database
+    from facility_share.db.models import utcnow
+
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        async with database.session(write=True) as session:
+            expired = await expire_overdue(session, utcnow())
+            await session.commit()
+        return expired
+    finally:
+        await database.dispose()
+
+
+@main.group()
+def bookings() -> None:
+    """Booking maintenance."""
+
+
+@bookings.command("sweep")
+@reports_errors
+def bookings_sweep() -> None:
+    """Expire requests not decided by their deadline (safe to run in several processes)."""
+    expired = asyncio.run(sweep_once(_settings()))
+    out.print(f"expired {len(expired)} request(s)" + (f": {', '.join(map(str, expired))}" if expired else ""))
+
+
+@main.command("worker")
+@click.option("--interval", default=60, show_default=True, type=int, help="Seconds between sweeps.")
+@click.option("--once", is_flag=True, help="Run one round and exit.")
+@reports_errors
+def worker(interval: int, once: bool) -> None:
+    """Run the periodic database sweeps (request expiry) until stopped."""
+    import time
+
+    settings = _settings()
+    while True:
+        expired = asyncio.run(sweep_once(settings))
+        if expired:
+            out.print(f"expired {len(expired)} request(s)")
+        if once:
+            return
+        time.sleep(interval)
+
+
 # --- demo -------------------------------------------------------------------------------
 
 
@@ -218,7 +337,7 @@ def demo() -> None:
 @reports_errors
 def demo_load(catalog_dir: Path | None, host: str, port: int) -> None:
     """Load the catalogue (and the demo records of each capability), then print where to look."""
-    from facility_share.demo import TOUR
+    from facility_share.demo import DEMO_PASSWORD, TOUR
 
     settings = _settings()
     directory = catalog_dir or settings.catalog_dir
@@ -228,7 +347,10 @@ def demo_load(catalog_dir: Path | None, host: str, port: int) -> None:
         summary = asyncio.run(run_import(settings, directory, progress))
     counts = summary.as_dict()["resources"]
     out.print(f"catalogue: {sum(counts.values()) - counts['retired']} resources ({summary.written} records written)")
-    click.echo(TOUR.format(host=host, port=port, workshop="WQ-TJMAT-PILOT"))
+    from facility_share.demo import load_demo
+
+    accounts = asyncio.run(load_demo(settings))
+    click.echo(TOUR.format(host=host, port=port, workshop="WQ-TJMAT-PILOT", accounts=accounts, password=DEMO_PASSWORD))
 
 
 # --- serving ------------------------------------------------------------------------------

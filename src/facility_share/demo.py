@@ -1,6 +1,29 @@
-"""Demo data: what `make run` loads so that every feature can be tried right away."""
+"""Demo data: what `make run` loads so that every feature can be tried right away, as every role.
+
+Loading is idempotent: a database that already has the demo accounts is left alone, so the
+demo keeps what people did in it between runs.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from facility_share import audit
+from facility_share.accounts import services as accounts
+from facility_share.accounts.principal import Principal
+from facility_share.bookings import availability as av
+from facility_share.bookings import services as bookings
+from facility_share.db import Database
+from facility_share.db.models import Booking, Enterprise, ManagingUnit, Resource, UnitRelation, User, utcnow
+from facility_share.settings import Settings
+
+DEMO_PASSWORD = "demo-password-2026"
+ZONE = ZoneInfo("Asia/Shanghai")
 
 TOUR = """\
 facility-share is ready at http://{host}:{port}/
@@ -12,4 +35,205 @@ facility-share is ready at http://{host}:{port}/
   Catalogue export (CSV): http://{host}:{port}/api/v1/catalog/export.csv
   Health:                 http://{host}:{port}/healthz
   English pages:          add ?lang=en to any page, or use the switch in the header
+
+Demo accounts (password for all: {password}), sign in at http://{host}:{port}/login
+{accounts}
 """
+
+
+@dataclass(frozen=True)
+class DemoEnterprise:
+    uscc: str
+    name: str
+    name_en: str
+    tier: str
+    tech_sme: bool
+    hnte: bool
+    registered: bool
+    verified: bool
+    controller: str
+    member_email: str
+    member_name: str
+
+
+ENTERPRISES = (
+    DemoEnterprise("91120222MA3AGYGL1F", "天津云启生物科技有限公司", "Tianjin Yunqi Biotech", "eaglet", True, False, True, True,
+                   "陈云启", "chen@yunqi-bio.example.cn", "陈思远"),
+    DemoEnterprise("91120222MAW7WKKH6D", "天津瞪羚新材料科技有限公司", "Tianjin Gazelle New Materials", "gazelle", True, True, True, True,
+                   "刘建华", "liu@gazelle-mat.example.cn", "刘佳"),
+    DemoEnterprise("91120222MARJHTPQ7M", "天津京滨智能装备有限公司", "Tianjin Jingbin Intelligent Equipment", "leader_candidate", False, True,
+                   True, True, "王振宇", "wang@jb-equip.example.cn", "王磊"),
+    DemoEnterprise("91120222MAQQJE709J", "天津武清领航医药集团有限公司", "Wuqing Linghang Pharma Group", "leader", False, True, True, True,
+                   "赵领航", "zhao@linghang-pharma.example.cn", "赵敏"),
+    DemoEnterprise("91120222MA239T3E01", "天津微测科技有限公司", "Tianjin Weice Technology", "none", True, False, True, True,
+                   "孙微", "sun@weice-tech.example.cn", "孙浩"),
+    DemoEnterprise("91110108MA01ABCDEN", "北京远方检测技术有限公司", "Beijing Yuanfang Testing", "none", False, False, False, True,
+                   "周远方", "zhou@yuanfang-test.example.cn", "周婷"),
+    DemoEnterprise("91120222MATWMFMA3Y", "天津新芽创新科技有限公司", "Tianjin Xinya Innovation", "none", False, False, True, False,
+                   "吴新芽", "wu@xinya.example.cn", "吴凡"),
+    # The leading enterprise that runs the WQ-CGG-NM unit books its own instruments (internal use).
+    DemoEnterprise("91120222MAC8BXBR6C", "天津汊沽港新材料科技股份有限公司", "Tianjin Chagugang New Materials", "leader", False, True, True, True,
+                   "钱汊沽", "qian@cgg-nm.example.cn", "钱程"),
+    # Same controller as Linghang Pharma: the two share one subsidy cap.
+    DemoEnterprise("91120222MAPGL2PA1W", "天津领航生物制剂有限公司", "Linghang Biologics", "gazelle", True, True, True, True,
+                   "赵领航", "li@linghang-bio.example.cn", "李娜"),
+)
+STAFF = (
+    ("admin@demo.example.cn", "平台管理员", "admin", ()),
+    ("finance@demo.example.cn", "财务专员", "finance", ()),
+    ("manager.tjmat@demo.example.cn", "李晓燕", "unit_manager", ("WQ-TJMAT",)),
+    ("manager.jgu@demo.example.cn", "周明轩", "unit_manager", ("WQ-JGU-BIO",)),
+    ("manager.pilot@demo.example.cn", "郑建国", "unit_manager", ("WQ-DWGZ-PILOT", "WQ-KJG-INC")),
+)
+
+
+async def _principal(session: AsyncSession, email: str) -> Principal:
+    user_id = (await session.execute(select(User.id).where(User.email == email))).scalar_one()
+    principal = await accounts.load_principal(session, user_id, "session")
+    assert principal is not None
+    return principal
+
+
+def _local(day: date, clock: time) -> datetime:
+    return datetime.combine(day, clock, tzinfo=ZONE).astimezone(av.UTC)
+
+
+async def _free_span(session: AsyncSession, code: str, after: datetime, minutes: int, skip: int = 0) -> tuple[datetime, datetime] | None:
+    """The ``skip``-th earliest free span of ``minutes`` made of whole units after ``after``."""
+    found = 0
+    window = await bookings.availability(session, code, after, after + timedelta(days=30))
+    units = [u for u in window.units if u.remaining > 0]
+    for index, unit in enumerate(units):
+        end = unit.start + timedelta(minutes=minutes)
+        chain = [u for u in units[index:] if u.start < end]
+        contiguous = all(a.end == b.start for a, b in zip(chain, chain[1:], strict=False))
+        if chain and chain[-1].end == end and (contiguous or window.booking_unit != "slot"):
+            if found == skip:
+                return unit.start, end
+            found += 1
+    return None
+
+
+async def _past_booking(session: AsyncSession, *, code: str, enterprise: Enterprise, user_id: int, day: date, start: time,
+                        hours: int, status: str, reason: str = "", quantity: int = 1, mode: str = "staff_operated") -> None:
+    resource = (await session.execute(select(Resource).where(Resource.code == code))).scalar_one()
+    starts = _local(day, start)
+    booking = Booking(
+        resource_id=resource.id, enterprise_id=enterprise.id, user_id=user_id, starts_at=starts,
+        ends_at=starts + timedelta(hours=hours), quantity=quantity, exclusive=resource.capacity == 1, mode=mode,
+        purpose="样品表征 / sample characterisation", status=status, decision_reason=reason,
+        customer_class="district" if enterprise.registered_in_district else "external",
+        created_at=starts - timedelta(days=5), updated_at=starts, decided_at=starts - timedelta(days=4),
+    )
+    session.add(booking)
+    await session.flush()
+    audit.record(session, action=f"demo_{status}", entity="booking", entity_id=booking.id, actor_id=None,
+                 actor_kind="system", after={"status": status}, reason="demo data", at=starts)
+
+
+async def load_demo(settings: Settings) -> str:
+    """Create the demo accounts, enterprises, qualifications and bookings; returns the account list."""
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        async with database.session(write=True) as session:
+            exists = (await session.execute(select(User.id).where(User.email == STAFF[0][0]))).first()
+            if not exists:
+                await _create(session)
+                await session.commit()
+    finally:
+        await database.dispose()
+    lines = [f"  {role:<18} {email}" + (f"  ({', '.join(units)})" if units else "") for email, _n, role, units in STAFF]
+    for e in ENTERPRISES:
+        state = "verified" if e.verified else "NOT verified: can browse, cannot book"
+        lines.append(f"  {'enterprise':<18} {e.member_email}  ({e.name}, {e.tier}, {state})")
+    return "\n".join(lines)
+
+
+async def _create(session: AsyncSession) -> None:
+    now = utcnow()
+    for email, name, role, units in STAFF:
+        await accounts.create_user(session, email=email, password=DEMO_PASSWORD, name=name, role=role, unit_codes=units)
+    admin = await _principal(session, STAFF[0][0])
+
+    enterprises: dict[str, Enterprise] = {}
+    members: dict[str, int] = {}
+    for e in ENTERPRISES:
+        user = await accounts.register(
+            session,
+            accounts.Registration(email=e.member_email, password=DEMO_PASSWORD, name=e.member_name, uscc=e.uscc,
+                                  enterprise_name=e.name),
+        )
+        enterprise = await session.get(Enterprise, user.enterprise_id)
+        assert enterprise is not None
+        enterprise.name_en = e.name_en
+        if e.verified:
+            await accounts.update_enterprise_status(
+                session, enterprise.id,
+                accounts.EnterpriseUpdate(verified=True, registered_in_district=e.registered, tech_sme=e.tech_sme, hnte=e.hnte,
+                                          tier=e.tier, controller=e.controller, effective_from=date(2026, 1, 1),
+                                          reason="demo: verified from the business licence"),
+                actor_id=admin.user_id,
+            )
+        enterprises[e.uscc] = enterprise
+        members[e.uscc] = user.id
+
+    cgg = (await session.execute(select(ManagingUnit).where(ManagingUnit.code == "WQ-CGG-NM"))).scalar_one_or_none()
+    if cgg is not None:
+        session.add(UnitRelation(enterprise_id=enterprises["91120222MAC8BXBR6C"].id, unit_id=cgg.id, relation="internal"))
+    dwgz = (await session.execute(select(ManagingUnit).where(ManagingUnit.code == "WQ-DWGZ-PILOT"))).scalar_one_or_none()
+    if dwgz is not None:
+        session.add(UnitRelation(enterprise_id=enterprises["91120222MAQQJE709J"].id, unit_id=dwgz.id, relation="related"))
+    await session.flush()
+
+    # Qualifications: Yunqi's member may run the SEM and the TGA themselves.
+    manager = await _principal(session, "manager.tjmat@demo.example.cn")
+    for code in ("WQ-TJMAT-SEM01", "WQ-TJMAT-TGA01"):
+        await accounts.grant_qualification(session, manager, user_email="chen@yunqi-bio.example.cn", resource_code=code,
+                                           valid_until=(now + timedelta(days=365)).date(), note="培训考核通过 / trained")
+
+    yunqi, gazelle, jingbin = enterprises["91120222MA3AGYGL1F"], enterprises["91120222MAW7WKKH6D"], enterprises["91120222MARJHTPQ7M"]
+    weice, yuanfang = enterprises["91120222MA239T3E01"], enterprises["91110108MA01ABCDEN"]
+    today = now.astimezone(ZONE).date()
+    monday = today - timedelta(days=today.weekday())
+
+    # The past weeks: every final status.
+    past = [
+        ("WQ-TJMAT-SEM01", yunqi, 3, "completed", ""), ("WQ-TJMAT-XRD01", gazelle, 2, "completed", ""),
+        ("WQ-TJMAT-UTM01", jingbin, 2, "no_show", ""), ("WQ-TJMAT-TGA01", weice, 1, "cancelled", "项目延期 / project postponed"),
+        ("WQ-TJMAT-SEM01", yuanfang, 1, "rejected", "样品含放射性物质，不符合安全要求 / radioactive samples not accepted"),
+        ("WQ-TJMAT-XRD01", weice, 1, "expired", ""),
+    ]
+    for weeks_ago in (1, 2, 3):
+        for index, (code, enterprise, hours, status, reason) in enumerate(past):
+            day = monday - timedelta(weeks=weeks_ago) + timedelta(days=index % 5)
+            await _past_booking(session, code=code, enterprise=enterprise, user_id=members[enterprise.uscc], day=day,
+                                start=time(9 if index % 2 else 14), hours=hours, status=status, reason=reason)
+
+    # The coming weeks: requests waiting for approval, approved and auto-approved bookings.
+    coming = [
+        ("chen@yunqi-bio.example.cn", "WQ-TJMAT-SEM01", 120, "self_operated", 0, "approve"),
+        ("liu@gazelle-mat.example.cn", "WQ-TJMAT-SEM01", 60, "staff_operated", 0, None),
+        ("liu@gazelle-mat.example.cn", "WQ-TJMAT-XRD01", 60, "staff_operated", 6, None),
+        ("wang@jb-equip.example.cn", "WQ-TJMAT-UTM01", 120, "staff_operated", 10, "approve"),
+        ("sun@weice-tech.example.cn", "WQ-TJMAT-TGA01", 60, "staff_operated", 4, None),
+        ("zhou@yuanfang-test.example.cn", "WQ-TJMAT-XRD01", 90, "staff_operated", 3, None),
+        ("zhao@linghang-pharma.example.cn", "WQ-TJMAT-PILOT", 480, "staff_operated", 0, "approve"),
+        ("chen@yunqi-bio.example.cn", "WQ-TJMAT-TGA01", 60, "self_operated", 2, None),
+    ]
+    after = now + timedelta(days=2)
+    for index, (email, code, minutes, mode, samples, decision) in enumerate(coming):
+        principal = await _principal(session, email)
+        span = await _free_span(session, code, after + timedelta(days=index % 4), minutes)
+        if span is None:
+            continue
+        booking = await bookings.request_booking(
+            session, principal,
+            bookings.BookingInput(code, span[0], span[1], 1, mode, "新产品研发测试 / R&D testing", samples),
+            max_open_requests=50, now=now,
+        )
+        if decision and booking.status == "requested":
+            resource = await session.get(Resource, booking.resource_id)
+            assert resource is not None
+            unit_manager = manager if resource.unit_id in manager.managed_unit_ids else admin
+            await bookings.change_status(session, unit_manager, booking.id, decision, reason="已安排 / scheduled", now=now)
+    await session.flush()

@@ -47,6 +47,15 @@ class Unauthorized(FacilityShareError):
     code = "unauthorized"
 
 
+class TooManyRequests(FacilityShareError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InvalidInput(FacilityShareError):
     """A request or argument is malformed; the message says what and how to fix it."""
 

@@ -31,6 +31,11 @@ class Settings:
     db_max_overflow: int
     catalog_dir: Path
     debug: bool
+    # Cookies only over HTTPS: on in production, where a TLS proxy sits in front.
+    secure_cookies: bool = False
+    # How many undecided requests one enterprise may have open at once.
+    max_open_requests: int = 10
+    production: bool = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -93,8 +98,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     secret_key = env.get(PREFIX + "SECRET_KEY", "")
     debug = _bool(env, "DEBUG", False)
+    environment = env.get(PREFIX + "ENV") or "development"
+    if environment not in ("development", "production"):
+        raise SettingsError(PREFIX + "ENV", f"expected development or production, got {environment!r}")
+    production = environment == "production"
     if not secret_key:
-        if env.get(PREFIX + "ENV", "development") == "production":
+        if production:
             raise SettingsError(PREFIX + "SECRET_KEY", "must be set in production (32+ random characters)")
         # Development runs get a per-process key: sessions do not survive a restart, which is
         # the safe failure; production must set a stable one (checked above).
@@ -121,4 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 20, minimum=0),
         catalog_dir=Path(env.get(PREFIX + "CATALOG_DIR") or "catalog"),
         debug=debug,
+        secure_cookies=_bool(env, "SECURE_COOKIES", production),
+        max_open_requests=_int(env, "MAX_OPEN_REQUESTS", 10, minimum=1),
+        production=production,
     )

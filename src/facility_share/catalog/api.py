@@ -15,6 +15,7 @@ from facility_share.web.openapi import error_responses
 class CatalogApi(Controller):
     path = "/api/v1"
     tags = ["catalogue"]
+    opt = {"access": "public"}
 
     @get("/resources", summary="Search and filter the open catalogue", responses=error_responses(400))
     async def list_resources(

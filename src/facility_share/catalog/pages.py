@@ -17,13 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_datetime
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from facility_share.catalog import queries, schemas
 from facility_share.errors import InvalidInput
+from facility_share.web.deps import DbSession, Lang
 from facility_share.web.i18n import I18n
 from facility_share.web.render import render
 
@@ -386,13 +385,14 @@ def page_numbers(current: int, pages: int, around: int = 2) -> list[int | None]:
 class CatalogPages(Controller):
     path = "/"
     include_in_schema = False
+    opt = {"access": "public"}
 
     @get("/", name="home")
     async def home(
         self,
         request: Request,
-        db_session: NamedDependency[AsyncSession],
-        i18n: NamedDependency[I18n],
+        db_session: DbSession,
+        i18n: Lang,
     ) -> Template:
         counts = await queries.catalogue_counts(db_session)
         categories = await queries.category_tree(db_session)
@@ -411,8 +411,8 @@ class CatalogPages(Controller):
     async def catalog(
         self,
         request: Request,
-        db_session: NamedDependency[AsyncSession],
-        i18n: NamedDependency[I18n],
+        db_session: DbSession,
+        i18n: Lang,
     ) -> Template:
         tree = await queries.category_tree(db_session)
         categories = _flatten(tree)
@@ -447,8 +447,8 @@ class CatalogPages(Controller):
     async def resource(
         self,
         request: Request,
-        db_session: NamedDependency[AsyncSession],
-        i18n: NamedDependency[I18n],
+        db_session: DbSession,
+        i18n: Lang,
         code: FromPath[str],
     ) -> Template:
         resource = await queries.get_resource(db_session, code)
@@ -475,8 +475,8 @@ class CatalogPages(Controller):
     async def units(
         self,
         request: Request,
-        db_session: NamedDependency[AsyncSession],
-        i18n: NamedDependency[I18n],
+        db_session: DbSession,
+        i18n: Lang,
     ) -> Template:
         units = await queries.list_units(db_session)
         return render(request, i18n, "catalog/units.html", units=units, words=Words(i18n))
@@ -485,8 +485,8 @@ class CatalogPages(Controller):
     async def unit(
         self,
         request: Request,
-        db_session: NamedDependency[AsyncSession],
-        i18n: NamedDependency[I18n],
+        db_session: DbSession,
+        i18n: Lang,
         code: FromPath[str],
     ) -> Template:
         unit = await queries.get_unit(db_session, code)

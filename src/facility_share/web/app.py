@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,10 @@ from typing import Any
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.config.csrf import CSRFConfig
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
+from litestar.middleware.base import DefineMiddleware
+from litestar.response import Redirect
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -26,7 +30,11 @@ import facility_share
 from facility_share.catalog.api import CatalogApi
 from facility_share.catalog.pages import CatalogPages
 from facility_share.db.engine import Database
-from facility_share.errors import FacilityShareError
+from facility_share.accounts.api import AdminApi, MeApi, QualificationApi
+from facility_share.accounts.auth import AuthenticationMiddleware, access_guard
+from facility_share.bookings.api import AvailabilityApi, BookingApi
+from facility_share.errors import FacilityShareError, TooManyRequests, Unauthorized
+from facility_share.web.pages_registry import PAGE_CONTROLLERS
 from facility_share.settings import Settings, load_settings
 from facility_share.web.i18n import LOCALE_COOKIE, I18n, choose_locale
 from facility_share.web.pages import set_language
@@ -84,7 +92,15 @@ def _render_error(
 
 
 def handle_domain_error(request: Request, exc: FacilityShareError) -> Response:
-    return _render_error(request, exc.status_code, exc.code, exc.message, exc.detail)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    if isinstance(exc, Unauthorized) and _wants_html(request):
+        return _to_login(request)
+    return _render_error(request, exc.status_code, exc.code, exc.message, exc.detail, headers=headers)
+
+
+def _to_login(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/login?{urlencode({'next': target})}", status_code=303)
 
 
 def handle_http_error(request: Request, exc: HTTPException) -> Response:
@@ -92,6 +108,8 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response:
         return _render_error(request, 400, "invalid_input", "request parameters are invalid", exc.extra)
     if isinstance(exc, NotFoundException):
         return _render_error(request, 404, "not_found", exc.detail or "not found")
+    if isinstance(exc, NotAuthorizedException) and _wants_html(request):
+        return _to_login(request)
     code = {401: "unauthorized", 403: "forbidden", 405: "method_not_allowed", 429: "too_many_requests"}.get(exc.status_code, "http_error")
     return _render_error(request, exc.status_code, code, exc.detail, headers=exc.headers)
 
@@ -116,7 +134,7 @@ def handle_sqlalchemy_error(request: Request, exc: sa_exc.SQLAlchemyError) -> Re
     return handle_unexpected(request, exc)
 
 
-@get("/healthz", tags=["health"], summary="Liveness and database reachability", responses=error_responses())
+@get("/healthz", tags=["health"], summary="Liveness and database reachability", responses=error_responses(), opt={"access": "public"})
 async def healthz(state: State) -> Response:
     db: Database = state.db
     try:
@@ -147,12 +165,35 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             healthz,
             CatalogApi,
             CatalogPages,
+            AvailabilityApi,
+            BookingApi,
+            MeApi,
+            AdminApi,
+            QualificationApi,
+            *PAGE_CONTROLLERS,
             set_language,
-            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
             create_static_files_router(
-                path="/static/swagger-ui", directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False, name="swagger-static"
+                path="/static", directories=[STATIC_DIR], include_in_schema=False, opt={"access": "public"}
+            ),
+            create_static_files_router(
+                path="/static/swagger-ui",
+                directories=[swagger_ui_bundle.swagger_ui_path],
+                include_in_schema=False,
+                name="swagger-static",
+                opt={"access": "public"},
             ),
         ],
+        middleware=[DefineMiddleware(AuthenticationMiddleware)],
+        guards=[access_guard],
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="fs_csrf",
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=True,
+            # The API authenticates state changes by bearer token only (see accounts.auth),
+            # which a cross-site form cannot send.
+            exclude=["/api/", "/webhooks/"],
+        ),
         dependencies={
             "db_session": Provide(provide_db_session),
             "settings": Provide(provide_settings, sync_to_thread=False),

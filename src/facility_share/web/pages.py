@@ -31,7 +31,7 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-@get("/lang/{locale:str}", name="set-language", include_in_schema=False, cache=False)
+@get("/lang/{locale:str}", name="set-language", include_in_schema=False, cache=False, opt={"access": "public"})
 async def set_language(
     locale: FromPath[str],
     next_path: Annotated[str | None, QueryParameter(name="next")] = None,

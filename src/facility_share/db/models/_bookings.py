@@ -24,6 +24,7 @@ class Booking(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("samples >= 0", name="samples_not_negative"),
         CheckConstraint(f"status IN {BOOKING_STATUSES}", name="status_known"),
         CheckConstraint("mode IN ('self_operated', 'staff_operated')", name="mode_known"),
         Index("ix_bookings_resource_window", "resource_id", "starts_at", "ends_at"),
@@ -38,6 +39,8 @@ class Booking(TimestampMixin, Base):
     starts_at: Mapped[datetime] = mapped_column(DateTimeUTC())
     ends_at: Mapped[datetime] = mapped_column(DateTimeUTC())
     quantity: Mapped[int] = mapped_column(Integer, default=1)
+    # Expected number of samples, for resources that charge per sample (the estimate).
+    samples: Mapped[int] = mapped_column(Integer, default=0)
     exclusive: Mapped[bool] = mapped_column(Boolean, default=False)
     mode: Mapped[str] = mapped_column(String(20), default="staff_operated")
     purpose: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,1 @@
+"""Accounts: users, enterprises, roles, sessions, API tokens, qualifications."""

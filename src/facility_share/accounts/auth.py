@@ -1,0 +1,114 @@
+"""Who is calling, decided once per request, and the one guard that checks every route.
+
+Browsers sign in with a session cookie (a random token whose hash is in ``web_sessions``);
+programs send ``Authorization: Bearer <personal API token>``. State-changing API calls
+(POST/PUT/PATCH/DELETE under /api/) accept only bearer tokens: the API is exempt from the
+CSRF check that protects the cookie-authenticated forms, so it must not honour cookies there.
+
+Every route declares who may call it in ``opt["access"]``; a route without it is refused.
+That makes "forgot to protect a route" impossible, and the authorisation matrix test reads
+the declarations.
+"""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractMiddleware
+from litestar.types import Receive, Scope, Scopes, Send
+from litestar.enums import ScopeType
+
+from facility_share.accounts import services
+from facility_share.accounts.principal import Principal
+
+SESSION_COOKIE = "fs_session"
+ACCESS_LEVELS = ("public", "authenticated", "enterprise", "manager", "finance", "admin")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for header, value in scope.get("headers", []):
+        if header == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, content = part.strip().partition("=")
+                if key == name and content:
+                    return content
+    return None
+
+
+class AuthenticationMiddleware(AbstractMiddleware):
+    scopes: Scopes = {ScopeType.HTTP}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["user"] = None
+        scope["auth"] = None
+        path: str = scope.get("path", "")
+        if not path.startswith(("/static/", "/healthz")):
+            principal = await self._resolve(scope, path)
+            scope["user"] = principal
+            scope["auth"] = principal.via if principal else None
+        await self.app(scope, receive, send)
+
+    async def _resolve(self, scope: Scope, path: str) -> Principal | None:
+        db = scope["app"].state.db
+        token = _bearer(scope)
+        if token:
+            async with db.session() as session:
+                user_id = await services.resolve_api_token(session, token)
+                return await services.load_principal(session, user_id, "token") if user_id else None
+        if path.startswith("/api/") and scope.get("method", "GET") not in SAFE_METHODS:
+            return None
+        cookie = _cookie(scope, SESSION_COOKIE)
+        if not cookie:
+            return None
+        async with db.session() as session:
+            found = await services.resolve_session(session, cookie)
+            if found is None:
+                return None
+            user_id, due = found
+            principal = await services.load_principal(session, user_id, "session")
+        if principal is not None and due:
+            async with db.session(write=True) as session:
+                await services.touch_session(session, cookie)
+                await session.commit()
+        return principal
+
+
+def allowed(principal: Principal | None, level: str) -> bool:
+    if level == "public":
+        return True
+    if principal is None:
+        return False
+    if principal.is_admin or level == "authenticated":
+        return True
+    return {
+        "enterprise": principal.is_enterprise_member,
+        "manager": principal.is_manager,
+        "finance": principal.is_finance,
+        "admin": principal.is_admin,
+    }[level]
+
+
+def access_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """The app-wide guard: the route's declared access level against the caller."""
+    level = handler.opt.get("access")
+    if level is None:
+        if connection.scope.get("path", "").startswith("/schema"):
+            return  # the OpenAPI document and its viewer are public
+        raise PermissionDeniedException("this route declares no access level")
+    principal: Principal | None = connection.scope.get("user")
+    if allowed(principal, level):
+        return
+    if principal is None:
+        raise NotAuthorizedException("sign in first")
+    raise PermissionDeniedException(f"this needs the {level} role")

@@ -1,0 +1,1 @@
+"""Fees: pricing of services from the published fee schedules (integer fen throughout)."""

@@ -1,0 +1,1 @@
+"""Availability, booking rules, the booking lifecycle and the capacity invariant."""

@@ -1,0 +1,103 @@
+"""Booking API under /api/v1: availability (public), free-resource search (public), bookings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, Parameter
+
+from facility_share.accounts.principal import Principal
+from facility_share.bookings import schemas, services
+from facility_share.catalog import queries
+from facility_share.db.models import BOOKING_STATUSES
+from facility_share.web.deps import AppSettings, DbSession, RecordId
+from facility_share.web.openapi import error_responses
+
+Status = Literal[tuple(BOOKING_STATUSES)]  # type: ignore[valid-type]
+ACTIONS = {"approve": "approve", "reject": "reject", "cancel": "cancel", "complete": "complete", "no-show": "no_show"}
+
+
+class AvailabilityApi(Controller):
+    path = "/api/v1"
+    tags = ["availability"]
+    opt = {"access": "public"}
+
+    @get("/resources/{code:str}/availability", summary="Free and busy time of one resource, and its bookable units",
+         responses=error_responses(400, 404))
+    async def resource_availability(
+        self, db_session: DbSession, code: FromPath[str],
+        start: Annotated[datetime, Parameter(description="Window start, ISO 8601 with offset")],
+        end: Annotated[datetime, Parameter(description="Window end (at most 62 days after start)")],
+    ) -> schemas.AvailabilityOut:
+        return schemas.availability_out(await services.availability(db_session, code, start, end))
+
+    @get("/availability/search", summary="Which resources are free for a whole window", responses=error_responses(400))
+    async def search_free(
+        self, db_session: DbSession,
+        start: datetime,
+        end: datetime,
+        q: Annotated[str, Parameter(max_length=200, description="Words in names, model, maker or capabilities")] = "",
+        category: Annotated[str | None, Parameter(pattern=r"^[0-9A-Z]{2,12}$")] = None,
+        unit: Annotated[str | None, Parameter(pattern=r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$")] = None,
+        quantity: Annotated[int, Parameter(ge=1, le=1000)] = 1,
+    ) -> list[schemas.FreeResource]:
+        services.check_window(start, end)
+        page = await queries.search_resources(
+            db_session, queries.ResourceFilter(q=q, category=category, unit=unit, include_lines=True, per_page=100, open_for_sharing=True)
+        )
+        codes = [item.code for item in page.items]
+        candidates = [await services.load_resource(db_session, code) for code in codes]
+        free = await services.free_resources(db_session, candidates, start, end, quantity)
+        return [schemas.FreeResource(r.code, r.name_zh, r.name_en, r.kind, r.unit.code, r.capacity) for r in free]
+
+
+class BookingApi(Controller):
+    path = "/api/v1/bookings"
+    tags = ["bookings"]
+
+    @post("/", summary="Request a booking (enterprise members of verified enterprises)", status_code=201,
+          opt={"access": "enterprise"}, responses=error_responses(400, 401, 403, 404, 409))
+    async def create(self, request: Request, db_session: DbSession, settings: AppSettings, data: schemas.BookingIn) -> schemas.BookingOut:
+        principal: Principal = request.user
+        booking = await services.request_booking(
+            db_session, principal,
+            services.BookingInput(data.resource_code, data.start, data.end, data.quantity, data.mode, data.purpose, data.samples),
+            max_open_requests=settings.max_open_requests,
+        )
+        await db_session.commit()
+        return schemas.booking_out(await services.get_booking(db_session, principal, booking.id))
+
+    @get("/", summary="Bookings the caller may see (own enterprise, managed units, or all for finance)",
+         opt={"access": "authenticated"}, responses=error_responses(400, 401))
+    async def list(
+        self, request: Request, db_session: DbSession,
+        scope: Literal["all", "mine", "managed"] = "all",
+        status: Status | None = None,  # type: ignore[valid-type]
+        resource: Annotated[str | None, Parameter(max_length=40)] = None,
+        unit: Annotated[str | None, Parameter(max_length=40)] = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+    ) -> schemas.BookingPage:
+        rows, count = await services.list_bookings(
+            db_session, request.user, services.BookingFilter(status, resource, unit, start, end, limit, offset), scope=scope
+        )
+        return schemas.BookingPage(items=[schemas.booking_out(b) for b in rows], total=count)
+
+    @get("/{booking_id:int}", summary="One booking", opt={"access": "authenticated"}, responses=error_responses(401, 404))
+    async def one(self, request: Request, db_session: DbSession, booking_id: RecordId) -> schemas.BookingOut:
+        return schemas.booking_out(await services.get_booking(db_session, request.user, booking_id))
+
+    @post("/{booking_id:int}/{action:str}", summary="approve, reject, cancel, complete or no-show", status_code=200,
+          opt={"access": "authenticated"}, responses=error_responses(400, 401, 403, 404, 409))
+    async def act(self, request: Request, db_session: DbSession, booking_id: RecordId,
+                  action: FromPath[Literal["approve", "reject", "cancel", "complete", "no-show"]],
+                  data: schemas.DecisionIn | None = None) -> schemas.BookingOut:
+        principal: Principal = request.user
+        await services.change_status(db_session, principal, booking_id, ACTIONS[action], reason=(data.reason if data else ""))
+        await db_session.commit()
+        return schemas.booking_out(await services.get_booking(db_session, principal, booking_id))
+
