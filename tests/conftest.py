@@ -80,22 +80,53 @@ async def _admin_execute(admin_url: str, statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One migrated database per dialect for the whole run."""
+def _create_databases(tmp_path_factory: pytest.TempPathFactory, purpose: str) -> tuple[dict[str, str], list[str]]:
     urls: dict[str, str] = {}
-    sqlite_path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+    sqlite_path = tmp_path_factory.mktemp(purpose) / "test.sqlite3"
     urls["sqlite"] = f"sqlite+aiosqlite:///{sqlite_path}"
     migrate.upgrade(urls["sqlite"])
-    pg_name = None
+    created = []
     if PG_ADMIN_URL:
-        pg_name = f"facility_share_test_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_admin_execute(PG_ADMIN_URL, f'CREATE DATABASE "{pg_name}"'))
-        urls["postgresql"] = make_url(PG_ADMIN_URL).set(database=pg_name).render_as_string(hide_password=False)
+        name = f"facility_share_test_{purpose}_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_admin_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        urls["postgresql"] = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
         migrate.upgrade(urls["postgresql"])
+    return urls, created
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One empty migrated database per dialect for the whole run (emptied after each test)."""
+    urls, created = _create_databases(tmp_path_factory, "blank")
     yield urls
-    if pg_name:
-        asyncio.run(_admin_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+    for name in created:
+        asyncio.run(_admin_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def catalog_database_urls(tmp_path_factory: pytest.TempPathFactory, loaded_catalog) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """One migrated database per dialect holding the shipped catalogue, imported once.
+
+    Tests on it add accounts, bookings and the like; those tables are emptied after each
+    test, the catalogue stays.
+    """
+    from facility_share.catalog.importer import import_catalog
+
+    urls, created = _create_databases(tmp_path_factory, "catalog")
+
+    async def load(url: str) -> None:
+        database = Database(url, null_pool=True)
+        async with database.session(write=True) as s:
+            await import_catalog(s, loaded_catalog)
+            await s.commit()
+        await database.dispose()
+
+    for url in urls.values():
+        asyncio.run(load(url))
+    yield urls
+    for name in created:
+        asyncio.run(_admin_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=DIALECTS)
@@ -110,20 +141,27 @@ def database_url(dialect: str, database_urls: dict[str, str]) -> str:
     return database_urls[dialect]
 
 
-async def empty_tables(db: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+CATALOG_TABLES = {"categories", "managing_units", "resources", "opening_hours", "fee_items", "closures"}
+
+
+async def empty_tables(db: Database, *, keep: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in keep]
     async with db.session(write=True) as session:
         if db.dialect == "postgresql":
             await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
+            # users and enterprises refer to each other: check the keys at commit, when both are empty.
+            await session.execute(text("PRAGMA defer_foreign_keys=ON"))
             for table in tables:
                 await session.execute(text(f"DELETE FROM {table}"))
+        if "closures" in keep:
+            await session.execute(text("DELETE FROM closures WHERE source <> 'catalog'"))
         await session.commit()
 
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    """A Database on the migrated schema, emptied after the test."""
+    """A Database on the migrated, empty schema, emptied again after the test."""
     database = Database(database_url, null_pool=True)
     try:
         yield database
@@ -151,11 +189,22 @@ def loaded_catalog(catalog_dir: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def imported(db: Database, loaded_catalog) -> Database:  # type: ignore[no-untyped-def]
-    """The repository's catalogue imported into the test database."""
-    from facility_share.catalog.importer import import_catalog
+async def imported(dialect: str, catalog_database_urls: dict[str, str]) -> AsyncIterator[Database]:
+    """A Database holding the repository's catalogue; everything else is emptied after the test."""
+    database = Database(catalog_database_urls[dialect], null_pool=True)
+    try:
+        yield database
+    finally:
+        await empty_tables(database, keep=CATALOG_TABLES)
+        await database.dispose()
 
-    async with db.session(write=True) as s:
-        await import_catalog(s, loaded_catalog)
-        await s.commit()
-    return db
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> None:
+    """Cheap argon2 parameters for the suite (as Django's test settings do): hundreds of test
+    users would otherwise cost a minute of hashing. The algorithm and code path are the same."""
+    from argon2 import PasswordHasher
+
+    from facility_share.accounts import security
+
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # noqa: SLF001

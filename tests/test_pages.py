@@ -200,7 +200,8 @@ def test_bad_price_rerenders_the_form_with_a_message(client: TestClient, price: 
         ("sort=random", "请从列表中选择排序方式"),
         ("page=abc", "页码必须是不小于 1 的整数"),
         ("page=0", "页码必须是不小于 1 的整数"),
-        ("q=" + "x" * 201, "搜索内容请不要超过 200 个字"),
+        ("q=" + "x" * 201, "搜索内容最多 200 个字"),
+        ("location=" + "x" * 101, "所在地点最多 100 个字"),
     ],
 )
 def test_other_bad_filters_are_400_with_a_message(client: TestClient, query: str, message: str) -> None:

@@ -160,7 +160,11 @@ class Words:
                 "setup": self._("once per order"),
             }.get(fee.basis, fee.basis)
         if fee.minimum_units > 1:
-            text += self._("; minimum %(num)d units", num=fee.minimum_units)
+            if fee.basis == "hour":
+                minimum = self.duration(fee.unit_minutes * fee.minimum_units)
+                text += self._("; minimum charge %(duration)s", duration=minimum)
+            else:
+                text += self._("; minimum %(num)d units", num=fee.minimum_units)
         return text
 
     def list_join(self, items: list[str]) -> str:
@@ -325,7 +329,7 @@ def read_list_form(
         sort=(params.get("sort") or "code").strip(),
     )
     if len(form.q) > 200:
-        form.errors["q"] = _("Keep the search text under 200 characters.")
+        form.errors["q"] = _("The search text can be at most 200 characters long.")
     if form.kind and form.kind not in queries.KINDS:
         form.errors["kind"] = _("Choose a type from the list.")
     if form.category and form.category not in category_codes:
@@ -333,7 +337,7 @@ def read_list_form(
     if form.unit and form.unit not in unit_codes:
         form.errors["unit"] = _("There is no managing unit with this code; choose one from the list.")
     if len(form.location) > 100:
-        form.errors["location"] = _("Keep the location under 100 characters.")
+        form.errors["location"] = _("The location can be at most 100 characters long.")
     max_price_fen = None
     if form.max_price:
         try:
