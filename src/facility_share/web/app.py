@@ -43,7 +43,7 @@ from facility_share.web.render import render
 
 log = logging.getLogger("facility_share")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = [PACKAGE_DIR / "web" / "templates", PACKAGE_DIR / "catalog" / "templates"]
+TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings")]
 STATIC_DIR = PACKAGE_DIR / "web" / "static"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

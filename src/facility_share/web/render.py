@@ -34,6 +34,8 @@ def render(request: Request, i18n: I18n, template: str, **context: Any) -> Templ
             "path": request.url.path,
             "full_path": url_with(request),
             "url_with": lambda **changes: url_with(request, **changes),
+            # The signed-in Principal, or None (set by accounts.auth.AuthenticationMiddleware).
+            "user": request.scope.get("user"),
             **context,
         },
     )
