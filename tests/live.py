@@ -51,7 +51,7 @@ class LiveServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"server did not answer within {timeout} s; see {self.log_path}")
+        raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log_path.read_text()[-3000:]}")
 
     def kill_hard(self) -> None:
         """kill -9 the whole process group: no shutdown hooks, no flushing."""

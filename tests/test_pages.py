@@ -297,3 +297,36 @@ def test_static_stylesheet_is_served(client: TestClient) -> None:
     response = client.get("/static/site.css")
     assert response.status_code == 200
     assert "PingFang SC" in response.text and ":focus-visible" in response.text
+
+
+def test_catalogue_search_for_resources_free_in_a_window(client) -> None:  # type: ignore[no-untyped-def]
+    """The reverse availability search: which resources are free for a whole time window;
+    the page lists exactly what the JSON API finds."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.world import next_weekday
+
+    zone = ZoneInfo("Asia/Shanghai")
+    day = next_weekday(datetime.now(UTC), weekday=2)
+    for start, end in (("09:00", "10:00"), ("02:00", "03:00")):
+        api = client.get("/api/v1/availability/search", params={
+            "start": datetime.fromisoformat(f"{day}T{start}").replace(tzinfo=zone).isoformat(),
+            "end": datetime.fromisoformat(f"{day}T{end}").replace(tzinfo=zone).isoformat(),
+        })
+        assert api.status_code == 200, api.text
+        expected = {r["code"] for r in api.json()}
+        page = client.get("/catalog", params={"free_from": f"{day}T{start}", "free_to": f"{day}T{end}", "open": "1"})
+        assert page.status_code == 200
+        import re
+
+        shown = set(re.findall(r"/resources/(WQ-[A-Z0-9-]+)", page.text))
+        assert shown and shown <= expected
+        if start == "09:00":
+            assert "WQ-TJMAT-SEM01" in expected
+        else:
+            # At night only the round-the-clock resources are open.
+            assert "WQ-TJMAT-SEM01" not in expected and "WQ-TJMAT-SEM01" not in page.text
+            assert 0 < len(expected) < 10
+    bad = client.get("/catalog", params={"free_from": f"{day}T10:00", "free_to": f"{day}T09:00"})
+    assert bad.status_code == 400

@@ -36,6 +36,8 @@ class Settings:
     # How many undecided requests one enterprise may have open at once.
     max_open_requests: int = 10
     production: bool = False
+    # Seconds between in-process expiry sweeps; 0 leaves them to `facility-share worker`.
+    sweep_interval: int = 0
 
     @property
     def is_sqlite(self) -> bool:
@@ -133,4 +135,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secure_cookies=_bool(env, "SECURE_COOKIES", production),
         max_open_requests=_int(env, "MAX_OPEN_REQUESTS", 10, minimum=1),
         production=production,
+        # The embedded SQLite mode has no separate worker, so the web process sweeps itself.
+        sweep_interval=_int(env, "SWEEP_INTERVAL", 60 if database_url.startswith("sqlite") else 0, minimum=0),
     )

@@ -9,8 +9,8 @@ error page or a 500. Words shown to people are English message ids translated th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -278,11 +278,15 @@ class ListForm:
     open_only: bool = False
     sort: str = "code"
     page: int = 1
+    free_from: str = ""
+    free_to: str = ""
     errors: dict[str, str] = field(default_factory=dict)
+    # The window the resources must be free in (UTC), when both ends were given and valid.
+    free_window: tuple[datetime, datetime] | None = None
 
     @property
     def active(self) -> bool:
-        fields = (self.q, self.kind, self.category, self.unit, self.location, self.max_price)
+        fields = (self.q, self.kind, self.category, self.unit, self.location, self.max_price, self.free_from, self.free_to)
         return any(fields) or self.open_only
 
 
@@ -327,7 +331,11 @@ def read_list_form(
         max_price=(params.get("max_price") or "").strip(),
         open_only=(params.get("open") or "") in ("1", "on", "true", "yes"),
         sort=(params.get("sort") or "code").strip(),
+        free_from=(params.get("free_from") or "").strip(),
+        free_to=(params.get("free_to") or "").strip(),
     )
+    if form.free_from or form.free_to:
+        form.free_window = _read_free_window(form, i18n)
     if len(form.q) > 200:
         form.errors["q"] = _("The search text can be at most 200 characters long.")
     if form.kind and form.kind not in queries.KINDS:
@@ -372,6 +380,52 @@ def read_list_form(
         page=form.page,
         per_page=PER_PAGE,
     )
+
+
+SEARCH_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def _read_free_window(form: ListForm, i18n: I18n) -> tuple[datetime, datetime] | None:
+    """Both ends as Beijing local times (the district's clock), checked; errors go on the form."""
+    _ = i18n.gettext
+    ends = []
+    for name in ("free_from", "free_to"):
+        text = getattr(form, name)
+        if not text:
+            form.errors[name] = _("Give both the start and the end of the time to search.")
+            continue
+        try:
+            ends.append(datetime.fromisoformat(text).replace(tzinfo=SEARCH_ZONE).astimezone(UTC))
+        except ValueError:
+            form.errors[name] = _("Enter a date and time such as 2026-12-01T09:00.")
+    if len(ends) != 2:
+        return None
+    if ends[1] <= ends[0]:
+        form.errors["free_to"] = _("The end must be after the start.")
+        return None
+    if ends[1] - ends[0] > timedelta(days=31):
+        form.errors["free_to"] = _("Search at most 31 days at a time.")
+        return None
+    return ends[0], ends[1]
+
+
+async def free_codes(session: Any, resource_filter: queries.ResourceFilter, window: tuple[datetime, datetime]) -> frozenset[str]:
+    """Codes of the resources matching the filter that are free for the whole window."""
+    from facility_share.bookings import services as booking_services
+
+    found: list[str] = []
+    page = 1
+    while True:
+        result = await queries.search_resources(
+            session, replace(resource_filter, include_lines=True, page=page, per_page=queries.MAX_PER_PAGE, sort="code")
+        )
+        found.extend(item.code for item in result.items)
+        if page >= result.pages:
+            break
+        page += 1
+    candidates = [await booking_services.load_resource(session, code) for code in found]
+    free = await booking_services.free_resources(session, candidates, *window)
+    return frozenset(r.code for r in free)
 
 
 def page_numbers(current: int, pages: int, around: int = 2) -> list[int | None]:
@@ -427,6 +481,9 @@ class CatalogPages(Controller):
         result = None
         if resource_filter is not None:
             try:
+                if form.free_window is not None:
+                    codes = await free_codes(db_session, resource_filter, form.free_window)
+                    resource_filter = replace(resource_filter, codes=codes, include_lines=True)
                 result = await queries.search_resources(db_session, resource_filter)
             except InvalidInput as exc:  # a limit the form above does not know of
                 form.errors["form"] = exc.message

@@ -43,6 +43,8 @@ class ResourceFilter:
     max_price_fen: int | None = None
     open_for_sharing: bool | None = None
     include_lines: bool = False
+    # Only these codes (e.g. the resources found free for a time window), if given.
+    codes: frozenset[str] | None = None
     sort: str = "code"
     page: int = 1
     per_page: int = 20
@@ -90,6 +92,8 @@ async def _filtered(session: AsyncSession, f: ResourceFilter) -> Select:
     conditions = [Resource.retired_at.is_(None), ManagingUnit.retired_at.is_(None)]
     for term in f.q.lower().split():
         conditions.append(Resource.search_text.like(_like(term), escape="\\"))
+    if f.codes is not None:
+        conditions.append(Resource.code.in_(sorted(f.codes)))
     if f.kind:
         conditions.append(Resource.kind == f.kind)
     elif not f.include_lines:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlencode
 from collections.abc import AsyncIterator
@@ -149,12 +150,38 @@ async def healthz(state: State) -> Response:
     return Response({"status": "ok", "database": "ok", "dialect": db.dialect, "version": facility_share.__version__})
 
 
+async def sweep_forever(db: Database, interval: int) -> None:
+    """Expire overdue requests periodically (SQLite mode). Safe in several processes: each
+    request is expired by one UPDATE whose WHERE clause only one of them can still match."""
+    from facility_share.bookings.services import expire_overdue
+    from facility_share.db.models import utcnow
+
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with db.session(write=True) as session:
+                expired = await expire_overdue(session, utcnow())
+                await session.commit()
+            if expired:
+                log.info("expired %d request(s)", len(expired))
+        except Exception:  # keep sweeping; the next round retries
+            log.exception("expiry sweep failed")
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Litestar:
     """Build the ASGI application. ``database`` lets tests share one engine."""
     settings = settings or load_settings()
     db = database or Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
+    sweeper: list[asyncio.Task] = []
+
+    async def start_sweeper(app: Litestar) -> None:
+        if settings.sweep_interval > 0:
+            sweeper.append(asyncio.create_task(sweep_forever(db, settings.sweep_interval)))
+
     async def dispose_database(app: Litestar) -> None:
+        for task in sweeper:
+            task.cancel()
         if database is None:
             await db.dispose()
 
@@ -223,6 +250,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         ),
         template_config=template_config,
         state=State({"db": db, "settings": settings}),
+        on_startup=[start_sweeper],
         on_shutdown=[dispose_database],
         debug=settings.debug,
     )
