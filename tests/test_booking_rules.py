@@ -241,12 +241,6 @@ def test_qualification_for_a_multi_day_booking_uses_the_last_day() -> None:
     assert check(request, context=replace(context, qualified_until=date(2026, 3, 12)), rules=rules, calendar=calendar) == []
 
 
-@pytest.mark.xfail(
-    reason="rules.check_request takes the qualification date from request.end.date() in UTC, not the "
-    "resource's local date: a booking ending at 06:00 Shanghai time on 2026-03-11 (22:00 UTC on 03-10) "
-    "passes with a qualification valid until 2026-03-10",
-    strict=True,
-)
 def test_qualification_end_date_is_the_local_date() -> None:
     weekly = tuple(WeeklyHours(d, time(0), time(0)) for d in range(7))
     calendar = ResourceCalendar("Asia/Shanghai", 1, weekly, working_calendar=False, slot_minutes=60)
@@ -296,3 +290,31 @@ def test_capacity_rule_agrees_with_a_count(start: int, length: int, quantity: in
     else:
         v = only(violations, "capacity")
         assert v.values == {"remaining": max(0, 3 - peak), "capacity": 3}
+
+
+# A shift resource configured like WQ-YHLG-IM in the shipped catalogue: Monday–Friday
+# 08:00–24:00, a day and an evening shift, slot_minutes 480, 480–2400 minutes. The catalogue
+# page presents those limits as "1 shift to 5 shifts" (max_minutes // slot_minutes).
+SHIFT_WEEKLY = tuple(WeeklyHours(d, time(8), time(0)) for d in range(5))
+SHIFTS = (ShiftTimes("day", time(8), time(16)), ShiftTimes("evening", time(16), time(0)))
+SHIFT_CALENDAR = ResourceCalendar("Asia/Shanghai", 2, SHIFT_WEEKLY, booking_unit="shift", slot_minutes=480, shifts=SHIFTS)
+SHIFT_RULES = replace(RULES, min_minutes=480, max_minutes=2400, lead_minutes=48 * 60, horizon_days=60)
+MONDAY = date(2026, 3, 9)
+
+
+def test_shift_bookings_of_one_to_four_shifts_pass() -> None:
+    def request(last_day: int, last_end: time) -> Request:
+        return Request(at(time(8), MONDAY), at(last_end, MONDAY + timedelta(days=last_day)))
+
+    assert check(request(0, time(16)), rules=SHIFT_RULES, calendar=SHIFT_CALENDAR) == []  # 1 shift
+    assert check(Request(at(time(8), MONDAY), at(time(0), MONDAY + timedelta(days=1))), rules=SHIFT_RULES,
+                 calendar=SHIFT_CALENDAR) == []  # 2 shifts, to 24:00
+    assert check(request(1, time(16)), rules=SHIFT_RULES, calendar=SHIFT_CALENDAR) == []  # 3 shifts over a night
+    # Evening and the next day shift: 2 shifts, 24 hours of wall-clock time.
+    evening = Request(at(time(16), MONDAY), at(time(16), MONDAY + timedelta(days=1)))
+    assert check(evening, rules=SHIFT_RULES, calendar=SHIFT_CALENDAR) == []
+
+
+def test_a_shift_booking_of_the_advertised_maximum_number_of_shifts_passes() -> None:
+    five_shifts = Request(at(time(8), MONDAY), at(time(16), MONDAY + timedelta(days=2)))
+    assert check(five_shifts, rules=SHIFT_RULES, calendar=SHIFT_CALENDAR) == []

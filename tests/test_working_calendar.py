@@ -208,7 +208,8 @@ def test_opening_hours_on_any_day_follow_the_day_kind(day: date, working_calenda
         for h in weekly:
             if h.weekday == expected_weekday:
                 end_day = day + timedelta(days=1) if h.closes == time(0) else day
-                expected.append(Interval(local(day, h.opens.hour, h.opens.minute), local(end_day, h.closes.hour, h.closes.minute)))
+                opens = local(day, h.opens.hour, h.opens.minute)
+                expected.append(Interval(opens, local(end_day, h.closes.hour, h.closes.minute)))
     start, end = local_day_window(day)
     # A window a little wider than the day, so that nothing is clipped by it.
     got = opening_intervals(calendar, start - timedelta(minutes=1), end + timedelta(minutes=1))

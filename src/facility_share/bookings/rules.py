@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from facility_share.bookings.availability import (
     MAX_BOOKING,
@@ -17,6 +18,7 @@ from facility_share.bookings.availability import (
     Interval,
     Load,
     ResourceCalendar,
+    candidate_units,
     is_bookable_span,
     peak_load,
 )
@@ -89,6 +91,13 @@ def violation(rule: str, **values: Any) -> Violation:
     return Violation(rule, MESSAGES[rule], values)
 
 
+def held_minutes(calendar: ResourceCalendar, span: Interval, classify_day: DayClassifier = classify) -> int:
+    """The minutes of the shift or day units that lie inside ``span``."""
+    margin = timedelta(days=1)
+    units = candidate_units(calendar, span.start - margin, span.end + margin, classify_day)
+    return sum(unit.minutes for unit, _label in units if span.contains(unit))
+
+
 def check_request(
     rules: BookingRules,
     calendar: ResourceCalendar,
@@ -100,13 +109,18 @@ def check_request(
     if request.end <= request.start:
         return [violation("time_order")]
     found: list[Violation] = []
-    minutes = int((request.end - request.start).total_seconds() // 60)
     span = Interval(request.start, request.end)
+    # Shift and day bookings are measured in the units they hold, not the closed nights
+    # between them: "at most 5 shifts" is max_minutes = 5 × 480 however the shifts fall.
+    minutes = span.minutes if calendar.booking_unit == "slot" else held_minutes(calendar, span, classify_day)
 
-    if minutes < rules.min_minutes:
-        found.append(violation("min_length", minutes=minutes, min_minutes=rules.min_minutes))
-    if minutes > rules.max_minutes or request.end - request.start > MAX_BOOKING:
-        found.append(violation("max_length", minutes=minutes, max_minutes=min(rules.max_minutes, MAX_BOOKING.days * 1440)))
+    problem = is_bookable_span(calendar, span, classify_day)
+    # Units that do not fit make the held length meaningless: report only the fit then.
+    if problem is None or calendar.booking_unit == "slot":
+        if minutes < rules.min_minutes:
+            found.append(violation("min_length", minutes=minutes, min_minutes=rules.min_minutes))
+        if minutes > rules.max_minutes or request.end - request.start > MAX_BOOKING:
+            found.append(violation("max_length", minutes=minutes, max_minutes=min(rules.max_minutes, MAX_BOOKING.days * 1440)))
 
     earliest = context.now + timedelta(minutes=rules.lead_minutes)
     if request.start < earliest:
@@ -115,7 +129,6 @@ def check_request(
     if request.start > latest:
         found.append(violation("horizon", horizon_days=rules.horizon_days, latest=latest.isoformat(timespec="minutes")))
 
-    problem = is_bookable_span(calendar, span, classify_day)
     if problem is not None:
         found.append(violation(problem, unit=calendar.booking_unit))
 
@@ -125,7 +138,8 @@ def check_request(
         if not rules.self_operation_allowed:
             found.append(violation("self_operation"))
         elif rules.qualification_required:
-            needed = request.end.date()
+            # The date the booking ends on in the resource's own timezone (its last instant).
+            needed = (request.end - timedelta(microseconds=1)).astimezone(ZoneInfo(calendar.timezone)).date()
             if context.qualified_until is None or context.qualified_until < needed:
                 found.append(violation("qualification", end_date=needed.isoformat()))
 
