@@ -64,24 +64,27 @@ class AuthenticationMiddleware(AbstractMiddleware):
         token = _bearer(scope)
         if token:
             async with db.session() as session:
-                user_id = await services.resolve_api_token(session, token)
-                return await services.load_principal(session, user_id, "token") if user_id else None
+                principal, due = await services.principal_for_token(session, token)
+            if principal is not None and due:
+                await self._write(db, services.touch_api_token, token)
+            return principal
         if path.startswith("/api/") and scope.get("method", "GET") not in SAFE_METHODS:
             return None
         cookie = _cookie(scope, SESSION_COOKIE)
         if not cookie:
             return None
         async with db.session() as session:
-            found = await services.resolve_session(session, cookie)
-            if found is None:
-                return None
-            user_id, due = found
-            principal = await services.load_principal(session, user_id, "session")
+            principal, due = await services.principal_for_session(session, cookie)
         if principal is not None and due:
-            async with db.session(write=True) as session:
-                await services.touch_session(session, cookie)
-                await session.commit()
+            await self._write(db, services.touch_session, cookie)
         return principal
+
+    @staticmethod
+    async def _write(db, action, token: str) -> None:  # type: ignore[no-untyped-def]
+        """Record last use at most every few minutes, in its own short transaction."""
+        async with db.session(write=True) as session:
+            await action(session, token)
+            await session.commit()
 
 
 def allowed(principal: Principal | None, level: str) -> bool:

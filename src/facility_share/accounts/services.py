@@ -59,30 +59,74 @@ def check_uscc(value: str) -> str:
 # --- principals --------------------------------------------------------------------------
 
 
-async def load_principal(session: AsyncSession, user_id: int, via: str) -> Principal | None:
-    user = await session.get(User, user_id)
-    if user is None or not user.is_active:
+_PRINCIPAL_COLUMNS = (User.id, User.email, User.name, User.locale, User.enterprise_id, User.is_active, Enterprise.verified_at)
+
+
+async def _principal_from_row(session: AsyncSession, row, via: str) -> Principal | None:  # type: ignore[no-untyped-def]
+    if row is None or not row.is_active:
         return None
-    grants = (await session.execute(select(RoleGrant.role, RoleGrant.unit_id).where(RoleGrant.user_id == user_id))).all()
-    verified = False
-    if user.enterprise_id is not None:
-        verified = (
-            await session.execute(select(Enterprise.verified_at).where(Enterprise.id == user.enterprise_id))
-        ).scalar_one_or_none() is not None
+    grants = (await session.execute(select(RoleGrant.role, RoleGrant.unit_id).where(RoleGrant.user_id == row.id))).all()
     roles = {role for role, _unit in grants}
-    if user.enterprise_id is not None:
+    if row.enterprise_id is not None:
         roles.add("enterprise_member")
     return Principal(
-        user_id=user.id,
-        email=user.email,
-        name=user.name,
-        locale=user.locale,
-        enterprise_id=user.enterprise_id,
-        enterprise_verified=verified,
+        user_id=row.id,
+        email=row.email,
+        name=row.name,
+        locale=row.locale,
+        enterprise_id=row.enterprise_id,
+        enterprise_verified=row.verified_at is not None,
         roles=frozenset(roles),
         managed_unit_ids=frozenset(unit for role, unit in grants if role == "unit_manager" and unit is not None),
         via=via,
     )
+
+
+def _principal_query():  # type: ignore[no-untyped-def]
+    return select(*_PRINCIPAL_COLUMNS).outerjoin(Enterprise, User.enterprise_id == Enterprise.id)
+
+
+async def load_principal(session: AsyncSession, user_id: int, via: str) -> Principal | None:
+    """The user with their roles, or None for a missing or deactivated account (two queries)."""
+    row = (await session.execute(_principal_query().where(User.id == user_id))).first()
+    return await _principal_from_row(session, row, via)
+
+
+async def principal_for_token(session: AsyncSession, token: str) -> tuple[Principal | None, bool]:
+    """The principal of a live API token, and whether its last-used time is due for a write."""
+    now = utcnow()
+    row = (
+        await session.execute(
+            _principal_query()
+            .add_columns(ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == hash_token(token))
+        )
+    ).first()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None, False
+    due = row.last_used_at is None or now - row.last_used_at > SESSION_TOUCH_EVERY
+    return await _principal_from_row(session, row, "token"), due
+
+
+async def touch_api_token(session: AsyncSession, token: str) -> None:
+    await session.execute(update(ApiToken).where(ApiToken.token_hash == hash_token(token)).values(last_used_at=utcnow()))
+
+
+async def principal_for_session(session: AsyncSession, token: str) -> tuple[Principal | None, bool]:
+    """The principal of a live browser session, and whether its expiry is due for sliding."""
+    now = utcnow()
+    row = (
+        await session.execute(
+            _principal_query()
+            .add_columns(WebSession.expires_at, WebSession.last_seen_at)
+            .join(WebSession, WebSession.user_id == User.id)
+            .where(WebSession.token_hash == hash_token(token))
+        )
+    ).first()
+    if row is None or row.expires_at <= now:
+        return None, False
+    return await _principal_from_row(session, row, "session"), now - row.last_seen_at > SESSION_TOUCH_EVERY
 
 
 # --- users and enterprises ---------------------------------------------------------------
@@ -329,19 +373,6 @@ async def start_session(session: AsyncSession, user_id: int, ip: str, user_agent
     return token
 
 
-async def resolve_session(session: AsyncSession, token: str) -> tuple[int, bool] | None:
-    """The user id of a live session, and whether its last-seen time is due for a refresh."""
-    now = utcnow()
-    row = (
-        await session.execute(
-            select(WebSession.user_id, WebSession.expires_at, WebSession.last_seen_at).where(WebSession.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None or row.expires_at <= now:
-        return None
-    return row.user_id, now - row.last_seen_at > SESSION_TOUCH_EVERY
-
-
 async def touch_session(session: AsyncSession, token: str) -> None:
     now = utcnow()
     await session.execute(
@@ -381,20 +412,6 @@ async def revoke_api_token(session: AsyncSession, user_id: int, token_id: int) -
         row.revoked_at = utcnow()
         audit.record(session, action="revoke", entity="api_token", entity_id=row.id, actor_id=user_id)
     await session.flush()
-
-
-async def resolve_api_token(session: AsyncSession, token: str) -> int | None:
-    now = utcnow()
-    row = (
-        await session.execute(
-            select(ApiToken.id, ApiToken.user_id, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at).where(
-                ApiToken.token_hash == hash_token(token)
-            )
-        )
-    ).first()
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        return None
-    return row.user_id
 
 
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:

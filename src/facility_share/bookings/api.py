@@ -67,7 +67,7 @@ class BookingApi(Controller):
             max_open_requests=settings.max_open_requests,
         )
         await db_session.commit()
-        return schemas.booking_out(await services.get_booking(db_session, principal, booking.id))
+        return schemas.booking_out(booking, user_name=principal.name)
 
     @get("/", summary="Bookings the caller may see (own enterprise, managed units, or all for finance)",
          opt={"access": "authenticated"}, responses=error_responses(400, 401))

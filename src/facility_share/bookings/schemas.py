@@ -121,8 +121,8 @@ def slot_out(u: Unit) -> SlotOut:
     return SlotOut(u.start, u.end, u.remaining, u.label)
 
 
-def booking_out(b: Booking) -> BookingOut:
-    """Needs resource (with unit), enterprise and user loaded."""
+def booking_out(b: Booking, user_name: str | None = None) -> BookingOut:
+    """Needs resource (with unit) and enterprise loaded, and the user unless ``user_name`` is given."""
     return BookingOut(
         id=b.id,
         resource_code=b.resource.code,
@@ -131,7 +131,7 @@ def booking_out(b: Booking) -> BookingOut:
         unit_code=b.resource.unit.code,
         enterprise_uscc=b.enterprise.uscc,
         enterprise_name=b.enterprise.name,
-        user_name=b.user.name,
+        user_name=user_name if user_name is not None else b.user.name,
         start=b.starts_at,
         end=b.ends_at,
         quantity=b.quantity,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from facility_share import audit
 from facility_share.accounts.principal import Principal
@@ -92,13 +92,18 @@ def fee_rules_of(items: Sequence[FeeItem]) -> list[FeeRule]:
 
 async def load_resource(session: AsyncSession, code: str) -> Resource:
     """A current resource with opening hours and fees loaded. Raises NotFound."""
+    # One round trip: the few opening-hours and fee rows come joined.
     resource = (
-        await session.execute(
-            select(Resource)
-            .where(Resource.code == code, Resource.retired_at.is_(None))
-            .options(selectinload(Resource.opening_hours), selectinload(Resource.fee_items), selectinload(Resource.unit))
+        (
+            await session.execute(
+                select(Resource)
+                .where(Resource.code == code, Resource.retired_at.is_(None))
+                .options(joinedload(Resource.opening_hours), joinedload(Resource.fee_items), joinedload(Resource.unit))
+            )
         )
-    ).scalar_one_or_none()
+        .unique()
+        .scalar_one_or_none()
+    )
     if resource is None:
         raise NotFound(f"no resource with code {code!r}")
     return resource
@@ -246,7 +251,14 @@ def count_units(calendar: av.ResourceCalendar, span: av.Interval) -> int:
 
 async def estimate(session: AsyncSession, resource: Resource, calendar: av.ResourceCalendar, enterprise: Enterprise,
                    span: av.Interval, samples: int, quantity: int) -> tuple[str, int]:
+    """The customer class and the estimated fee of a booking by ``enterprise``."""
     relation = await relation_to_unit(session, enterprise.id, resource.unit_id)
+    return price_estimate(resource, calendar, enterprise, relation, span, samples, quantity)
+
+
+def price_estimate(resource: Resource, calendar: av.ResourceCalendar, enterprise: Enterprise, relation: str | None,
+                   span: av.Interval, samples: int, quantity: int) -> tuple[str, int]:
+    """The customer class and the estimated fee, given the enterprise's relation to the unit."""
     klass = customer_class(relation, enterprise.registered_in_district)
     units = count_units(calendar, span)
     amount = ServiceQuantity(
@@ -300,7 +312,8 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
         raise InvalidInput("this workshop is booked by line or bay; choose one of its lines")
     enterprise = await session.get(Enterprise, principal.enterprise_id)
     assert enterprise is not None
-    if not resource.open_for_sharing and await relation_to_unit(session, enterprise.id, resource.unit_id) != "internal":
+    relation = await relation_to_unit(session, enterprise.id, resource.unit_id)
+    if not resource.open_for_sharing and relation != "internal":
         raise Forbidden("this resource is not open for sharing; only its own unit can book it")
     if data.samples < 0 or data.samples > 10_000:
         raise InvalidInput("samples: give the expected number of samples, 0–10000")
@@ -311,15 +324,21 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
     await expire_overdue(session, now, resource_id=resource.id)
     span = av.Interval(data.start, data.end)
     calendar = calendar_of(resource, await closures_in(session, resource, data.start - timedelta(days=1), data.end + timedelta(days=1)))
-    open_requests = (
-        await session.execute(
-            select(func.count()).where(Booking.enterprise_id == enterprise.id, Booking.status == "requested")
-        )
-    ).scalar_one()
+    # The open-request limit guards against requests hoarding slots; bookings approved
+    # automatically are not requests.
+    open_requests = 0
+    if resource.approval_required:
+        open_requests = (
+            await session.execute(
+                select(func.count()).where(Booking.enterprise_id == enterprise.id, Booking.status == "requested")
+            )
+        ).scalar_one()
     context = Context(
         now=now,
         loads=await active_loads(session, resource.id, data.start, data.end) if data.end > data.start else (),
-        qualified_until=await qualified_until(session, principal.user_id, resource.id),
+        qualified_until=(
+            await qualified_until(session, principal.user_id, resource.id) if data.mode == "self_operated" else None
+        ),
         open_requests=open_requests,
         max_open_requests=max_open_requests,
     )
@@ -330,7 +349,7 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
             raise Conflict(str(violations[0]), detail=detail)
         raise InvalidInput("; ".join(str(v) for v in violations), detail=detail)
 
-    klass, estimate_fen = await estimate(session, resource, calendar, enterprise, span, data.samples, data.quantity)
+    klass, estimate_fen = price_estimate(resource, calendar, enterprise, relation, span, data.samples, data.quantity)
     status = "requested" if resource.approval_required else "approved"
     booking = Booking(
         resource_id=resource.id,
@@ -352,6 +371,8 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
         created_at=now,
         updated_at=now,
     )
+    # The response is built from these rows without reading them back.
+    booking.resource, booking.enterprise = resource, enterprise
     session.add(booking)
     try:
         await session.flush()
