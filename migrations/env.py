@@ -12,10 +12,21 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from facility_share.db.engine import create_engine
+from facility_share.db.migrate import compare_server_default
 from facility_share.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _for_this_dialect(dialect: str):  # type: ignore[no-untyped-def]
+    """Autogenerate must not add or drop indexes declared for another dialect only."""
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+        condition = getattr(obj, "_ddl_if", None)
+        return condition is None or condition.dialect in (None, dialect)
+
+    return include
 
 
 def _configure(connection: Connection) -> None:
@@ -24,7 +35,8 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
-        compare_server_default=True,
+        compare_server_default=compare_server_default,
+        include_object=_for_this_dialect(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

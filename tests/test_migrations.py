@@ -28,7 +28,7 @@ async def _diff(url: str) -> list:
                     sync_conn,
                     opts={
                         "compare_type": True,
-                        "compare_server_default": True,
+                        "compare_server_default": migrate.compare_server_default,
                         "include_object": lambda *a: _only_for_other_dialect(*a, dialect=database.dialect),
                     },
                 )

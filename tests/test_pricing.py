@@ -31,7 +31,7 @@ def test_hourly_billing_rounds_up_to_whole_increments() -> None:
     assert line.units == 3  # 61 minutes in 30-minute increments
     assert line.amount_fen == 9000
     assert line.rate_fen == 6000
-    assert line.explanation == "3 × 30 min at 60.00 yuan/hour"
+    assert line.explanation == "61 min → 3 × 30 min at 60.00 yuan/hour"
     assert price([rule], "internal", ServiceQuantity(minutes=60))[0].units == 2
     assert price([rule], "internal", ServiceQuantity(minutes=1))[0].amount_fen == 3000
 

@@ -49,6 +49,10 @@ INHERITED_BY_LINES = (
     "booking",
     "opening_hours",
     "fees",
+    "peak_hours",
+    "no_show_fee",
+    "checkin_grace_minutes",
+    "no_show_grace_minutes",
     "maker",
     "country",
 )

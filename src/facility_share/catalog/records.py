@@ -25,7 +25,7 @@ SHARING_MODES = ("staff_operated", "self_operated", "sample_testing", "workshop_
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$"
 # Part of every unit file's digest: bump it when parsing or defaults change, so that files
 # imported by an older version are parsed again.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 def yuan_to_fen(value: object) -> int:
@@ -143,6 +143,10 @@ class FeeRecord(Record):
     external: Fen
     unit_minutes: int = Field(default=60, ge=1, le=24 * 60)
     minimum_units: int = Field(default=1, ge=0)
+    # Hourly items only: which time they bill (peak hours are the resource's ``peak_hours``)
+    # and how a started increment counts.
+    period: Literal["all", "peak", "off_peak"] = "all"
+    rounding: Literal["up", "nearest", "down"] = "up"
     note_zh: str = ""
     note_en: str = ""
 
@@ -262,6 +266,14 @@ class ResourceRecord(Record):
     opening_hours: OpeningHoursField = ()
     closures: tuple[ClosureRecord, ...] = ()
     fees: tuple[FeeRecord, ...] = ()
+    # Weekly peak hours for fee items with a period, e.g. {mon-fri: ["08:00-18:00"]}.
+    peak_hours: OpeningHoursField = ()
+    # Charged when an approved booking is not used (0: no fee).
+    no_show_fee: Fen = 0
+    # Self check-in opens this many minutes before the booked start and closes as long after it.
+    checkin_grace_minutes: int = Field(default=15, ge=0, le=240)
+    # An approved booking with no usage this long after its end becomes a no-show.
+    no_show_grace_minutes: int = Field(default=30, ge=0, le=24 * 60)
     parent: str | None = None  # set for lines, from the enclosing workshop
 
     @model_validator(mode="after")
@@ -270,6 +282,9 @@ class ResourceRecord(Record):
             raise ValueError("opening_hours: at least one weekly interval is needed, e.g. {mon-fri: ['08:30-17:30']}")
         if not self.fees:
             raise ValueError("fees: a published fee schedule with at least one item is needed")
+        periods = {fee.period for fee in self.fees if fee.basis == "hour"}
+        if periods & {"peak", "off_peak"} and not self.peak_hours:
+            raise ValueError("peak_hours: fee items for peak or off-peak time need the resource's weekly peak hours")
         if self.kind == "line" and not self.parent:
             raise ValueError("kind 'line' is only allowed inside a workshop's 'lines' list")
         return self

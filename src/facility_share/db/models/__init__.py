@@ -19,9 +19,16 @@ from facility_share.db.models._accounts import (
 from facility_share.db.models._base import Base, utcnow
 from facility_share.db.models._bookings import ACTIVE_STATUSES, BOOKING_STATUSES, AuditEvent, Booking
 from facility_share.db.models._catalog import Category, Closure, FeeItem, ManagingUnit, OpeningHours, Resource
+from facility_share.db.models._usage import CHARGE_STATUSES, USAGE_SOURCES, AgentKey, Charge, Rating, UsageLog
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CHARGE_STATUSES",
+    "USAGE_SOURCES",
+    "AgentKey",
+    "Charge",
+    "Rating",
+    "UsageLog",
     "BOOKING_STATUSES",
     "ROLES",
     "TIERS",

@@ -131,6 +131,12 @@ class Resource(TimestampMixin, Base):
     working_calendar: Mapped[bool] = mapped_column(Boolean, default=True)
     cancellation_hours: Mapped[int] = mapped_column(Integer, default=24)
     billing_basis: Mapped[str] = mapped_column(String(10), default="actual")
+    # Weekly peak hours [[weekday, "HH:MM", "HH:MM"], …] for fee items billed by period.
+    # (Server defaults fill the rows that existed before these columns.)
+    peak_hours: Mapped[list[list[Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    no_show_fee_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    checkin_grace_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     shifts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Lower-cased names, model, maker and capabilities in both languages: substring search
     # (LIKE) works for Chinese, where word tokenisers fail; PostgreSQL adds a trigram index.
@@ -204,5 +210,7 @@ class FeeItem(Base):
     # Billable increment for hourly items (e.g. 30: billed per started half hour).
     unit_minutes: Mapped[int] = mapped_column(Integer, default=60)
     minimum_units: Mapped[int] = mapped_column(Integer, default=1)
+    period: Mapped[str] = mapped_column(String(10), default="all", server_default="all")
+    rounding: Mapped[str] = mapped_column(String(10), default="up", server_default="up")
     note_zh: Mapped[str] = mapped_column(String(300), default="")
     note_en: Mapped[str] = mapped_column(String(300), default="")
