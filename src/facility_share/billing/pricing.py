@@ -60,6 +60,7 @@ class ChargeLine:
     rate_fen: int
     amount_fen: int
     explanation: str
+    unit_minutes: int = 0  # hourly lines: the length of one billed increment
 
 
 def half_up_div(numerator: int, denominator: int) -> int:
@@ -123,7 +124,7 @@ def price(rules: Sequence[FeeRule], klass: str, quantity: ServiceQuantity) -> li
             text = f"{minutes} min → {increments} × {rule.unit_minutes} min at {rate / 100:.2f} yuan/hour"
             if rule.period != "all":
                 text += f" ({rule.period.replace('_', '-')})"
-            lines.append(ChargeLine(rule.label_zh, rule.label_en, rule.basis, increments, rate, amount, text))
+            lines.append(ChargeLine(rule.label_zh, rule.label_en, rule.basis, increments, rate, amount, text, rule.unit_minutes))
             continue
         count = {"sample": quantity.samples, "shift": quantity.shifts, "day": quantity.days, "setup": 1}[rule.basis]
         if count <= 0:
