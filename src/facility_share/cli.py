@@ -276,17 +276,20 @@ def users_token(email: str, name: str, days: int | None) -> None:
 # --- background work ----------------------------------------------------------------------
 
 
-async def sweep_once(settings: Settings) -> list[int]:
+async def sweep_once(settings: Settings) -> tuple[list[int], list[int]]:
+    """Expire overdue requests and mark no-shows; returns the booking ids of each."""
     from facility_share.bookings.services import expire_overdue
     from facility_share.db import Database
     from facility_share.db.models import utcnow
+    from facility_share.usage.services import sweep_no_shows
 
     database = Database(settings.database_url, null_pool=True)
     try:
         async with database.session(write=True) as session:
             expired = await expire_overdue(session, utcnow())
+            no_shows = await sweep_no_shows(session, utcnow())
             await session.commit()
-        return expired
+        return expired, no_shows
     finally:
         await database.dispose()
 
@@ -299,9 +302,10 @@ def bookings() -> None:
 @bookings.command("sweep")
 @reports_errors
 def bookings_sweep() -> None:
-    """Expire requests not decided by their deadline (safe to run in several processes)."""
-    expired = asyncio.run(sweep_once(_settings()))
+    """Expire undecided requests and mark unused bookings no-shows (safe in several processes)."""
+    expired, no_shows = asyncio.run(sweep_once(_settings()))
     out.print(f"expired {len(expired)} request(s)" + (f": {', '.join(map(str, expired))}" if expired else ""))
+    out.print(f"{len(no_shows)} no-show(s)" + (f": {', '.join(map(str, no_shows))}" if no_shows else ""))
 
 
 @main.command("worker")
@@ -309,14 +313,14 @@ def bookings_sweep() -> None:
 @click.option("--once", is_flag=True, help="Run one round and exit.")
 @reports_errors
 def worker(interval: int, once: bool) -> None:
-    """Run the periodic database sweeps (request expiry) until stopped."""
+    """Run the periodic database sweeps (request expiry, no-shows) until stopped."""
     import time
 
     settings = _settings()
     while True:
-        expired = asyncio.run(sweep_once(settings))
-        if expired:
-            out.print(f"expired {len(expired)} request(s)")
+        expired, no_shows = asyncio.run(sweep_once(settings))
+        if expired or no_shows:
+            out.print(f"expired {len(expired)} request(s); {len(no_shows)} no-show(s)")
         if once:
             return
         time.sleep(interval)

@@ -23,7 +23,9 @@ from facility_share.accounts import services
 from facility_share.accounts.principal import Principal
 
 SESSION_COOKIE = "fs_session"
-ACCESS_LEVELS = ("public", "authenticated", "enterprise", "manager", "finance", "admin")
+ACCESS_LEVELS = ("public", "authenticated", "enterprise", "manager", "finance", "admin", "agent")
+# Instrument agents authenticate with per-resource keys (``fsa_…``), never as users.
+AGENT_KEY_PREFIX = "fsa_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -52,6 +54,7 @@ class AuthenticationMiddleware(AbstractMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["user"] = None
         scope["auth"] = None
+        scope["agent"] = None
         path: str = scope.get("path", "")
         if not path.startswith(("/static/", "/healthz")):
             principal = await self._resolve(scope, path)
@@ -62,6 +65,12 @@ class AuthenticationMiddleware(AbstractMiddleware):
     async def _resolve(self, scope: Scope, path: str) -> Principal | None:
         db = scope["app"].state.db
         token = _bearer(scope)
+        if token and token.startswith(AGENT_KEY_PREFIX):
+            from facility_share.usage.services import agent_for_key
+
+            async with db.session() as session:
+                scope["agent"] = await agent_for_key(session, token)
+            return None
         if token:
             async with db.session() as session:
                 principal, due = await services.principal_for_token(session, token)
@@ -90,7 +99,7 @@ class AuthenticationMiddleware(AbstractMiddleware):
 def allowed(principal: Principal | None, level: str) -> bool:
     if level == "public":
         return True
-    if principal is None:
+    if principal is None or level == "agent":
         return False
     if principal.is_admin or level == "authenticated":
         return True
@@ -109,6 +118,10 @@ def access_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if connection.scope.get("path", "").startswith("/schema"):
             return  # the OpenAPI document and its viewer are public
         raise PermissionDeniedException("this route declares no access level")
+    if level == "agent":
+        if connection.scope.get("agent") is None:
+            raise NotAuthorizedException("send a valid instrument agent key: Authorization: Bearer fsa_…")
+        return
     principal: Principal | None = connection.scope.get("user")
     if allowed(principal, level):
         return

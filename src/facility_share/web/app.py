@@ -34,6 +34,7 @@ from facility_share.db.engine import Database
 from facility_share.accounts.api import AdminApi, MeApi, QualificationApi
 from facility_share.accounts.auth import AuthenticationMiddleware, access_guard
 from facility_share.bookings.api import AvailabilityApi, BookingApi
+from facility_share.usage.api import AgentApi, AgentKeyApi, UsageApi
 from facility_share.errors import FacilityShareError, TooManyRequests, Unauthorized
 from facility_share.web.pages_registry import PAGE_CONTROLLERS
 from facility_share.settings import Settings, load_settings
@@ -151,19 +152,21 @@ async def healthz(state: State) -> Response:
 
 
 async def sweep_forever(db: Database, interval: int) -> None:
-    """Expire overdue requests periodically (SQLite mode). Safe in several processes: each
-    request is expired by one UPDATE whose WHERE clause only one of them can still match."""
+    """Expire overdue requests and mark no-shows periodically (SQLite mode). Safe in several
+    processes: each booking is switched by one UPDATE whose WHERE clause only one can match."""
     from facility_share.bookings.services import expire_overdue
     from facility_share.db.models import utcnow
+    from facility_share.usage.services import sweep_no_shows
 
     while True:
         await asyncio.sleep(interval)
         try:
             async with db.session(write=True) as session:
                 expired = await expire_overdue(session, utcnow())
+                no_shows = await sweep_no_shows(session, utcnow())
                 await session.commit()
-            if expired:
-                log.info("expired %d request(s)", len(expired))
+            if expired or no_shows:
+                log.info("expired %d request(s); %d no-show(s)", len(expired), len(no_shows))
         except Exception:  # keep sweeping; the next round retries
             log.exception("expiry sweep failed")
 
@@ -197,6 +200,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             MeApi,
             AdminApi,
             QualificationApi,
+            UsageApi,
+            AgentKeyApi,
+            AgentApi,
             *PAGE_CONTROLLERS,
             set_language,
             create_static_files_router(
