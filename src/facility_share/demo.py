@@ -129,6 +129,16 @@ async def _past_booking(session: AsyncSession, *, code: str, enterprise: Enterpr
     await session.flush()
     audit.record(session, action=f"demo_{status}", entity="booking", entity_id=booking.id, actor_id=None,
                  actor_kind="system", after={"status": status}, reason="demo data", at=starts)
+    if status == "completed":
+        from facility_share.db.models import UsageLog
+        from facility_share.usage import services as usage
+
+        log = UsageLog(resource_id=resource.id, booking_id=booking.id, enterprise_id=enterprise.id, started_at=starts,
+                       ended_at=booking.ends_at, samples=3, operator="操作员", mode=mode, source="manager", recorded_at=booking.ends_at)
+        session.add(log)
+        await session.flush()
+        log.session_id = log.id
+        await usage.issue_charge(session, log, resource, booking=booking)
 
 
 async def load_demo(settings: Settings) -> str:
@@ -137,19 +147,23 @@ async def load_demo(settings: Settings) -> str:
     try:
         async with database.session(write=True) as session:
             exists = (await session.execute(select(User.id).where(User.email == STAFF[0][0]))).first()
+            agent_key = None
             if not exists:
-                await _create(session)
+                agent_key = await _create(session)
                 await session.commit()
     finally:
         await database.dispose()
     lines = [f"  {role:<18} {email}" + (f"  ({', '.join(units)})" if units else "") for email, _n, role, units in STAFF]
+    if agent_key:
+        lines.append(f"  instrument agent   key for WQ-TJMAT-XRD01: {agent_key}  (POST /api/v1/agent/sessions)")
     for e in ENTERPRISES:
         state = "verified" if e.verified else "NOT verified: can browse, cannot book"
         lines.append(f"  {'enterprise':<18} {e.member_email}  ({e.name}, {e.tier}, {state})")
     return "\n".join(lines)
 
 
-async def _create(session: AsyncSession) -> None:
+async def _create(session: AsyncSession) -> str:
+    """Everything the demo holds; returns an instrument agent key to try the agent API with."""
     now = utcnow()
     for email, name, role, units in STAFF:
         await accounts.create_user(session, email=email, password=DEMO_PASSWORD, name=name, role=role, unit_codes=units)
@@ -236,4 +250,79 @@ async def _create(session: AsyncSession) -> None:
             assert resource is not None
             unit_manager = manager if resource.unit_id in manager.managed_unit_ids else admin
             await bookings.change_status(session, unit_manager, booking.id, decision, reason="已安排 / scheduled", now=now)
+    await session.flush()
+    await _usage_history(session, enterprises, members, admin, now)
+    from facility_share.usage.services import create_agent_key
+
+    _row, key = await create_agent_key(session, manager, "WQ-TJMAT-XRD01", "XRD 工作站 / XRD workstation")
+    return key
+
+
+# Resources with a usage history in the demo, and how their customers are drawn.
+HISTORY_RESOURCES = (
+    "WQ-TJMAT-SEM01", "WQ-TJMAT-XRD01", "WQ-TJMAT-TGA01", "WQ-TJMAT-UTM01",
+    "WQ-JJKG-TEST-GC01", "WQ-JJKG-TEST-HPLC01", "WQ-JGU-BIO-CLSM01", "WQ-CGG-NM-DMA01",
+)
+HISTORY_DAYS = 120
+
+
+async def _usage_history(session: AsyncSession, enterprises: dict[str, Enterprise], members: dict[str, int],
+                         admin: Principal, now: datetime) -> None:
+    """Four months of finished services: bookings, usage sessions, charges (most paid) and
+    ratings, so that usage pages, charges and sharing figures have something to show."""
+    import random
+
+    from facility_share.db.models import Rating, UsageLog
+    from facility_share.usage import services as usage
+
+    rng = random.Random(20261123)
+    customers = [e for e in ENTERPRISES if e.verified]
+    resources = [
+        r for r in (await session.execute(select(Resource).where(Resource.code.in_(HISTORY_RESOURCES)))).scalars()
+    ]
+    manager_ids = {}
+    for email, _name, role, units in STAFF:
+        if role == "unit_manager":
+            principal = await _principal(session, email)
+            for unit_id in principal.managed_unit_ids:
+                manager_ids[unit_id] = principal
+    today = now.astimezone(ZONE).date()
+    for offset in range(HISTORY_DAYS, 7, -1):
+        day = today - timedelta(days=offset)
+        if day.weekday() >= 5:
+            continue
+        for resource in resources:
+            if rng.random() < 0.45:
+                continue
+            customer = rng.choice(customers)
+            enterprise = enterprises[customer.uscc]
+            hours = rng.choice((1, 1, 2, 2, 3))
+            start = _local(day, time(rng.choice((9, 14))))
+            booking = Booking(
+                resource_id=resource.id, enterprise_id=enterprise.id, user_id=members[customer.uscc], starts_at=start,
+                ends_at=start + timedelta(hours=hours), exclusive=resource.capacity == 1, status="completed",
+                purpose="检测服务 / testing service", customer_class="district" if enterprise.registered_in_district else "external",
+                created_at=start - timedelta(days=3), updated_at=start + timedelta(hours=hours), decided_at=start - timedelta(days=2),
+                decision_reason="已安排 / scheduled", version=2,
+            )
+            session.add(booking)
+            await session.flush()
+            # Real use rarely matches the booking to the minute.
+            began = start + timedelta(minutes=rng.choice((0, 5, 10)))
+            ended = start + timedelta(hours=hours) - timedelta(minutes=rng.choice((0, 10, 20)))
+            log = UsageLog(resource_id=resource.id, booking_id=booking.id, enterprise_id=enterprise.id, started_at=began,
+                           ended_at=ended, samples=rng.randint(0, 12), operator="操作员", mode="staff_operated",
+                           source=rng.choice(("manager", "manager", "agent")), recorded_at=ended)
+            session.add(log)
+            await session.flush()
+            log.session_id = log.id
+            charge = await usage.issue_charge(session, log, resource, booking=booking)
+            manager = manager_ids.get(resource.unit_id, admin)
+            if charge is not None and rng.random() < 0.7:
+                await usage.mark_paid(session, manager, charge.id, method=rng.choice(("bank_transfer", "invoice")),
+                                      reference=f"WQ{day:%Y%m%d}{charge.id:05d}")
+            if rng.random() < 0.5:
+                session.add(Rating(booking_id=booking.id, resource_id=resource.id, enterprise_id=enterprise.id,
+                                   user_id=members[customer.uscc], stars=rng.choice((3, 4, 4, 5, 5, 5)),
+                                   comment=rng.choice(("", "数据质量好，响应及时。", "预约方便 / easy to book", "报告出具稍慢。"))))
     await session.flush()
