@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from facility_share import audit
 from facility_share.accounts.principal import Principal
 from facility_share.accounts.services import qualified_until
-from facility_share.billing.pricing import FeeRule, ServiceQuantity, customer_class, price, total
+from facility_share.billing.pricing import FeeRule, customer_class
 from facility_share.bookings import availability as av
 from facility_share.bookings.lifecycle import BookingState, decision_deadline, next_status
 from facility_share.bookings.rules import BookingRules, Context, Request, check_request
@@ -85,7 +85,8 @@ def rules_of(resource: Resource) -> BookingRules:
 
 def fee_rules_of(items: Sequence[FeeItem]) -> list[FeeRule]:
     return [
-        FeeRule(i.basis, i.label_zh, i.label_en, i.internal_fen, i.district_fen, i.external_fen, i.unit_minutes, i.minimum_units)
+        FeeRule(i.basis, i.label_zh, i.label_en, i.internal_fen, i.district_fen, i.external_fen, i.unit_minutes, i.minimum_units,
+                period=i.period, rounding=i.rounding)
         for i in items
     ]
 
@@ -258,16 +259,20 @@ async def estimate(session: AsyncSession, resource: Resource, calendar: av.Resou
 
 def price_estimate(resource: Resource, calendar: av.ResourceCalendar, enterprise: Enterprise, relation: str | None,
                    span: av.Interval, samples: int, quantity: int) -> tuple[str, int]:
-    """The customer class and the estimated fee, given the enterprise's relation to the unit."""
+    """The customer class and the estimated fee, given the enterprise's relation to the unit.
+
+    It is the charge that usage exactly as booked would get: the same pricing function.
+    """
+    from facility_share.usage.charging import parse_peak_hours, price_service
+
     klass = customer_class(relation, enterprise.registered_in_district)
-    units = count_units(calendar, span)
-    amount = ServiceQuantity(
-        minutes=span.minutes,
-        samples=samples,
-        shifts=units if resource.booking_unit == "shift" else 0,
-        days=units if resource.booking_unit == "day" else 0,
+    units = count_units(calendar, span) if resource.booking_unit != "slot" else 0
+    priced = price_service(
+        fee_rules_of(resource.fee_items), klass, start=span.start, end=span.end, samples=samples, units=units,
+        booking_unit=resource.booking_unit, peak_hours=parse_peak_hours(resource.peak_hours or []),
+        timezone=resource.timezone, quantity=quantity,
     )
-    return klass, total(price(fee_rules_of(resource.fee_items), klass, amount)) * quantity
+    return klass, priced.total_fen
 
 
 async def expire_overdue(session: AsyncSession, now: datetime, *, resource_id: int | None = None) -> list[int]:
