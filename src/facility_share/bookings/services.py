@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
@@ -35,10 +35,8 @@ from facility_share.db.models import (
     Enterprise,
     FeeItem,
     ManagingUnit,
-    OpeningHours,
     Resource,
     UnitRelation,
-    User,
     utcnow,
 )
 from facility_share.errors import Conflict, Forbidden, InvalidInput, NotFound
