@@ -59,34 +59,41 @@ def _run(command: list[str], env: dict[str, str]) -> None:
         )
 
 
+SCRIPT = str(Path(sys.executable).parent / "facility-share")
+
+
 @pytest.fixture(scope="session")
-def server(chromium_path: str) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """A migrated, imported database and ``facility-share serve`` on a free port, starting up."""
-    script = str(Path(sys.executable).parent / "facility-share")
+def server_env(chromium_path: str) -> Iterator[dict[str, str]]:
+    """The environment of the server process: its own temporary database."""
     with tempfile.TemporaryDirectory(prefix="facility-share-browser-") as tmp:
-        env = {
+        yield {
             **os.environ,
             "FACILITY_SHARE_DATABASE_URL": f"sqlite:///{tmp}/t.sqlite3",
             "FACILITY_SHARE_LOCALE": "zh_CN",
             "FACILITY_SHARE_DEBUG": "false",
         }
-        _run([script, "db", "upgrade"], env)
-        _run([script, "catalog", "import", "catalog"], env)
-        port = _free_port()
-        log_path = Path(tmp) / "server.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [script, "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+
+
+@pytest.fixture(scope="session")
+def server(server_env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """A migrated, imported database and ``facility-share serve`` on a free port, starting up."""
+    _run([SCRIPT, "db", "upgrade"], server_env)
+    _run([SCRIPT, "catalog", "import", "catalog"], server_env)
+    port = _free_port()
+    log_path = Path(server_env["FACILITY_SHARE_DATABASE_URL"].removeprefix("sqlite:///")).parent / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [SCRIPT, "serve", "--port", str(port)], cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield f"http://127.0.0.1:{port}", process, log_path
+        finally:
+            process.terminate()
             try:
-                yield f"http://127.0.0.1:{port}", process, log_path
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -141,3 +148,11 @@ def page(server, browser, server_url: str) -> Iterator[object]:  # type: ignore[
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def demo_data(server_env: dict[str, str], server_url: str) -> str:
+    """``facility-share demo load`` against the running server's database: the demo accounts
+    (password ``demo-password-2026``), enterprises, qualifications and bookings."""
+    _run([SCRIPT, "demo", "load"], server_env)
+    return server_url

@@ -1,8 +1,22 @@
-"""The page controllers of every context, in one list the app wires (pages grow per issue)."""
+"""The page controllers of every context, in one list the app wires (pages grow per issue).
+
+``SignOutPage`` stays last: the authorisation matrix (tests/test_authz.py) calls every route in
+this order with each role's session, and signing out ends that session for every route after it.
+"""
 
 from __future__ import annotations
 
-from facility_share.accounts.pages import AccountPages
-from facility_share.bookings.pages import BookingPages
+from facility_share.accounts.pages import AdminPages, ProfilePages, QualificationPages, SignInPages, SignOutPage
+from facility_share.bookings.pages import BookingActionPages, BookingFormPages, CalendarPages, ManagerBookingPages
 
-PAGE_CONTROLLERS = [AccountPages, BookingPages]
+PAGE_CONTROLLERS = [
+    SignInPages,
+    ProfilePages,
+    AdminPages,
+    QualificationPages,
+    CalendarPages,
+    BookingFormPages,
+    BookingActionPages,
+    ManagerBookingPages,
+    SignOutPage,
+]
