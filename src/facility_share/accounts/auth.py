@@ -23,7 +23,8 @@ from facility_share.accounts import services
 from facility_share.accounts.principal import Principal
 
 SESSION_COOKIE = "fs_session"
-ACCESS_LEVELS = ("public", "authenticated", "enterprise", "manager", "finance", "admin", "agent")
+# "staff" is anyone who works the platform: unit managers (their units) and finance (all).
+ACCESS_LEVELS = ("public", "authenticated", "enterprise", "manager", "finance", "staff", "admin", "agent")
 # Instrument agents authenticate with per-resource keys (``fsa_…``), never as users.
 AGENT_KEY_PREFIX = "fsa_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -107,6 +108,7 @@ def allowed(principal: Principal | None, level: str) -> bool:
         "enterprise": principal.is_enterprise_member,
         "manager": principal.is_manager,
         "finance": principal.is_finance,
+        "staff": principal.is_manager or principal.is_finance,
         "admin": principal.is_admin,
     }[level]
 

@@ -148,10 +148,10 @@ class Words:
 
     def fee_basis(self, fee: schemas.FeeLine) -> str:
         if fee.basis == "hour":
-            if fee.unit_minutes == 60:
-                text = self._("per hour")
-            else:
-                text = self._("per %(duration)s", duration=self.duration(fee.unit_minutes))
+            # The rate is always per hour; the increment only says how started time is billed.
+            text = self._("per hour")
+            if fee.unit_minutes != 60:
+                text += self._("; billed per %(duration)s", duration=self.duration(fee.unit_minutes))
         else:
             text = {
                 "sample": self._("per sample"),

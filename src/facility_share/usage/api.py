@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from facility_share.accounts.principal import Principal
 from facility_share.db.models import AgentKey, Charge, Resource, UsageLog
-from facility_share.errors import NotFound
+from facility_share.errors import NotFound, Unauthorized
 from facility_share.usage import figures, schemas, services
 from facility_share.web.deps import DbSession, RecordId
 from facility_share.web.openapi import error_responses
@@ -65,7 +65,7 @@ class UsageApi(Controller):
         return schemas.usage_out(log)
 
     @get("/usage", summary="Usage sessions (current versions, or every version with history=true)",
-         opt={"access": "manager"}, responses=error_responses(400, 401, 403))
+         opt={"access": "staff"}, responses=error_responses(400, 401, 403))
     async def list_usage(self, request: Request, db_session: DbSession,
                          resource: Annotated[str | None, Parameter(max_length=40)] = None,
                          start: datetime | None = None, end: datetime | None = None, history: bool = False,
@@ -125,7 +125,7 @@ class UsageApi(Controller):
         return schemas.RatingOut(rating.id, rating.booking_id, rating.stars, rating.comment, rating.created_at)
 
     @get("/figures", summary="Sharing figures per unit and resource for local dates [start, end)",
-         opt={"access": "manager"}, responses=error_responses(400, 401, 403))
+         opt={"access": "staff"}, responses=error_responses(400, 401, 403))
     async def sharing_figures(self, request: Request, db_session: DbSession, start: date, end: date) -> schemas.ReportOut:
         principal: Principal = request.user
         units = None if principal.reads_all() else principal.managed_unit_ids
@@ -167,7 +167,10 @@ class AgentApi(Controller):
           description="The idempotency key identifies the session: retries answer 200 with the recorded session "
                       "and record nothing new.", status_code=201, responses=error_responses(400, 401))
     async def post_session(self, request: Request, db_session: DbSession, data: schemas.AgentSessionIn) -> Response[schemas.UsageOut]:
-        key = request.scope["agent"]
+        # The middleware read the key in its own, closed session; use this transaction's copy.
+        key = await db_session.get(AgentKey, request.scope["agent"].id)
+        if key is None or key.revoked_at is not None:
+            raise Unauthorized("the agent key was revoked")
         log, created = await services.record_agent_session(db_session, key, services.AgentSession(**data.__dict__))
         await db_session.commit()
         return Response(schemas.usage_out(log), status_code=201 if created else 200)

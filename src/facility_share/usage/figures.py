@@ -51,10 +51,13 @@ class Figures:
     average_rating: float | None = None
     rated_hours: float = 0.0
     utilisation: float | None = None
+    # Exact minutes behind the rounded hours: rates are computed from these.
+    effective_minutes: int = 0
+    external_minutes: int = 0
 
     @property
     def sharing_rate(self) -> float | None:
-        return self.external_hours / self.effective_hours if self.effective_hours else None
+        return self.external_minutes / self.effective_minutes if self.effective_minutes else None
 
 
 @dataclass
@@ -121,6 +124,7 @@ def aggregate(sessions: Iterable[SessionRow], *, rated_hours: float) -> Figures:
             served.add(s.enterprise_id)
     f.effective_hours, f.external_hours = _hours(minutes["effective"]), _hours(minutes["external"])
     f.related_hours, f.internal_hours = _hours(minutes["related"]), _hours(minutes["internal"])
+    f.effective_minutes, f.external_minutes = minutes["effective"], minutes["external"]
     f.enterprises_served, f.external_enterprises = len(served), len(external)
     f.rated_hours = round(rated_hours, 2)
     f.utilisation = round(minutes["effective"] / 60 / rated_hours, 4) if rated_hours else None

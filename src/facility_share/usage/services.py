@@ -234,6 +234,10 @@ async def check_out(session: AsyncSession, principal: Principal, booking_id: int
         raise Forbidden("a session checked in by the managing unit is checked out by it")
     if now <= open_log.started_at:
         raise InvalidInput("the check-out must come after the check-in")
+    if now - open_log.started_at > MAX_SESSION:
+        raise InvalidInput(
+            f"the session has been open for more than {MAX_SESSION.days} days; record the real times as a correction"
+        )
     log = UsageLog(
         resource_id=resource.id, booking_id=booking.id, enterprise_id=booking.enterprise_id, started_at=open_log.started_at,
         ended_at=now, samples=samples, operator=open_log.operator, mode=open_log.mode, source=open_log.source,
@@ -387,12 +391,18 @@ async def record_agent_session(session: AsyncSession, key: AgentKey, data: Agent
         booking = await session.get(Booking, data.booking_id)
         if booking is None or booking.resource_id != resource.id:
             raise InvalidInput(f"booking_id: booking {data.booking_id} is not a booking of this resource")
+        if booking.status not in ("approved", "completed"):
+            raise InvalidInput(f"booking_id: booking {data.booking_id} is {booking.status}; only approved bookings take usage")
+        if await _latest_for_booking(session, booking.id) is not None:
+            raise Conflict(f"booking {data.booking_id} already has a usage session; ask the unit to correct it instead")
     else:
         booking = (
             await session.execute(
                 select(Booking).where(
                     Booking.resource_id == resource.id, Booking.status == "approved",
                     Booking.starts_at < data.ended_at, Booking.ends_at > data.started_at,
+                    # A booking already checked in is not matched twice.
+                    ~exists().where(UsageLog.booking_id == Booking.id),
                 ).order_by(Booking.starts_at).limit(1)
             )
         ).scalar_one_or_none()
