@@ -365,7 +365,9 @@ def demo_load(catalog_dir: Path | None, host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (PostgreSQL for more than one).")
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
-def serve(host: str, port: int, workers: int, reload: bool) -> None:
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request (costs CPU on busy servers; a proxy usually logs them already).")
+def serve(host: str, port: int, workers: int, reload: bool, access_log: bool) -> None:
     """Run the web service with uvicorn."""
     import uvicorn
 
@@ -383,6 +385,7 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
         forwarded_allow_ips="*" if host in ("127.0.0.1", "localhost") else None,
         timeout_graceful_shutdown=20,
         log_level="info",
+        access_log=access_log,
     )
 
 
