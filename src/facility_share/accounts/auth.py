@@ -28,6 +28,7 @@ ACCESS_LEVELS = ("public", "authenticated", "enterprise", "manager", "finance", 
 # Instrument agents authenticate with per-resource keys (``fsa_…``), never as users.
 AGENT_KEY_PREFIX = "fsa_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -50,6 +51,10 @@ def _cookie(scope: Scope, name: str) -> str | None:
 
 
 class AuthenticationMiddleware(AbstractMiddleware):
+    """Opens the request's database session, resolves the caller in it, and hands the same
+    session to the handler (``web.app.provide_db_session``): one connection and one
+    transaction per request, not one for authentication and another for the work."""
+
     scopes: Scopes = {ScopeType.HTTP}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,44 +62,51 @@ class AuthenticationMiddleware(AbstractMiddleware):
         scope["auth"] = None
         scope["agent"] = None
         path: str = scope.get("path", "")
-        if not path.startswith(("/static/", "/healthz")):
-            principal = await self._resolve(scope, path)
+        if path.startswith(("/static/", "/healthz")):
+            await self.app(scope, receive, send)
+            return
+        db = scope["app"].state.db
+        write = scope.get("method", "GET") in WRITE_METHODS
+        async with db.session(write=write) as session:
+            scope["db_session"] = session
+            principal = await self._resolve(scope, path, session, write)
             scope["user"] = principal
             scope["auth"] = principal.via if principal else None
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
 
-    async def _resolve(self, scope: Scope, path: str) -> Principal | None:
-        db = scope["app"].state.db
+    async def _resolve(self, scope: Scope, path: str, session, write: bool) -> Principal | None:  # type: ignore[no-untyped-def]
         token = _bearer(scope)
         if token and token.startswith(AGENT_KEY_PREFIX):
             from facility_share.usage.services import agent_for_key
 
-            async with db.session() as session:
-                scope["agent"] = await agent_for_key(session, token)
+            scope["agent"] = await agent_for_key(session, token)
             return None
         if token:
-            async with db.session() as session:
-                principal, due = await services.principal_for_token(session, token)
+            principal, due = await services.principal_for_token(session, token)
             if principal is not None and due:
-                await self._write(db, services.touch_api_token, token)
+                await self._touch(scope, session, write, services.touch_api_token, token)
             return principal
         if path.startswith("/api/") and scope.get("method", "GET") not in SAFE_METHODS:
             return None
         cookie = _cookie(scope, SESSION_COOKIE)
         if not cookie:
             return None
-        async with db.session() as session:
-            principal, due = await services.principal_for_session(session, cookie)
+        principal, due = await services.principal_for_session(session, cookie)
         if principal is not None and due:
-            await self._write(db, services.touch_session, cookie)
+            await self._touch(scope, session, write, services.touch_session, cookie)
         return principal
 
     @staticmethod
-    async def _write(db, action, token: str) -> None:  # type: ignore[no-untyped-def]
-        """Record last use at most every few minutes, in its own short transaction."""
-        async with db.session(write=True) as session:
+    async def _touch(scope: Scope, session, write: bool, action, token: str) -> None:  # type: ignore[no-untyped-def]
+        """Record last use at most every few minutes. A write request does it in its own
+        transaction (committed with the handler's work); a read request opens a short write
+        transaction, since its own session never commits."""
+        if write:
             await action(session, token)
-            await session.commit()
+            return
+        async with scope["app"].state.db.session(write=True) as writer:
+            await action(writer, token)
+            await writer.commit()
 
 
 def allowed(principal: Principal | None, level: str) -> bool:

@@ -45,16 +45,19 @@ from facility_share.web.render import render
 
 log = logging.getLogger("facility_share")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings")]
+TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings", "usage")]
 STATIC_DIR = PACKAGE_DIR / "web" / "static"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def provide_db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session per request; write methods get a write session (``BEGIN IMMEDIATE`` on SQLite).
-
-    The handler commits what it changed; anything left open is rolled back here.
-    """
+    """The request's session, opened by the authentication middleware (write methods get a
+    write session: ``BEGIN IMMEDIATE`` on SQLite). The handler commits what it changed; the
+    middleware rolls back anything left open when the response has been sent."""
+    opened = request.scope.get("db_session")
+    if opened is not None:
+        yield opened
+        return
     db: Database = request.app.state.db
     async with db.session(write=request.method in WRITE_METHODS) as session:
         yield session
