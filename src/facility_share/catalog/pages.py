@@ -252,6 +252,13 @@ class Words:
             out.append(_("Charged for the time booked."))
         else:
             out.append(_("Charged for the time actually used."))
+        if rules.peak_hours:
+            windows = self.list_join(
+                [f"{self.weekday(p.weekday)} {p.opens}–{p.closes}" for p in rules.peak_hours]
+            )
+            out.append(_("Peak hours (the peak rates apply): %(windows)s.", windows=windows))
+        if rules.no_show_fee_fen:
+            out.append(_("A booking that is not used costs a no-show fee of %(fee)s.", fee=self.i18n.yuan(rules.no_show_fee_fen)))
         return out
 
     def opening_table(self, hours: list[schemas.OpeningInterval]) -> list[tuple[str, str]]:

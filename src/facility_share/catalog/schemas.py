@@ -110,6 +110,10 @@ class BookingRulesOut:
     cancellation_hours: int
     billing_basis: str
     shifts: list[Shift]
+    peak_hours: list[OpeningInterval] = field(default_factory=list)
+    no_show_fee_fen: int = 0
+    checkin_grace_minutes: int = 15
+    no_show_grace_minutes: int = 30
 
 
 @dataclass
@@ -243,6 +247,13 @@ def resource_detail(
             cancellation_hours=r.cancellation_hours,
             billing_basis=r.billing_basis,
             shifts=[Shift(**s) for s in (r.shifts or [])],
+            peak_hours=[
+                OpeningInterval(weekday=WEEKDAY_NAMES[w], opens=opens, closes="24:00" if closes == "00:00" else closes)
+                for w, opens, closes in (r.peak_hours or [])
+            ],
+            no_show_fee_fen=r.no_show_fee_fen,
+            checkin_grace_minutes=r.checkin_grace_minutes,
+            no_show_grace_minutes=r.no_show_grace_minutes,
         ),
         opening_hours=[
             OpeningInterval(weekday=WEEKDAY_NAMES[h.weekday], opens=f"{h.opens:%H:%M}", closes=_closes(h.closes))
