@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -43,7 +43,7 @@ class MeApi(Controller):
 
     @post("/tokens", summary="Create a personal API token (its value is shown only in this answer)", status_code=201,
           responses=error_responses(400, 401))
-    async def create_token(self, request: Request, db_session: DbSession, data: schemas.TokenIn) -> schemas.NewToken:
+    async def create_token(self, request: Request, db_session: DbSession, data: JSONBody[schemas.TokenIn]) -> schemas.NewToken:
         row, token = await services.create_api_token(db_session, request.user.user_id, data.name, data.days)
         await db_session.commit()
         return schemas.NewToken(**token_out(row).__dict__, token=token)
@@ -60,7 +60,7 @@ class AdminApi(Controller):
     opt = {"access": "admin"}
 
     @get("/enterprises", summary="Enterprises, unverified first", responses=error_responses(401, 403))
-    async def enterprises(self, db_session: DbSession, verified: bool | None = None) -> list[schemas.EnterpriseOut]:
+    async def enterprises(self, db_session: DbSession, verified: FromQuery[bool | None] = None) -> list[schemas.EnterpriseOut]:
         statement = select(Enterprise).order_by(Enterprise.verified_at.is_not(None), Enterprise.created_at.desc())
         if verified is not None:
             statement = statement.where(Enterprise.verified_at.is_not(None) if verified else Enterprise.verified_at.is_(None))
@@ -69,7 +69,7 @@ class AdminApi(Controller):
     @patch("/enterprises/{enterprise_id:int}", summary="Verify an enterprise; set registration, flags, tier, controller",
            responses=error_responses(400, 401, 403, 404))
     async def update_enterprise(self, request: Request, db_session: DbSession, enterprise_id: RecordId,
-                                data: schemas.EnterpriseStatusIn) -> schemas.EnterpriseOut:
+                                data: JSONBody[schemas.EnterpriseStatusIn]) -> schemas.EnterpriseOut:
         enterprise = await services.update_enterprise_status(
             db_session, enterprise_id, services.EnterpriseUpdate(**data.__dict__), actor_id=request.user.user_id
         )
@@ -82,7 +82,7 @@ class AdminApi(Controller):
         return [schemas.UserOut(u.id, u.email, u.name, u.enterprise_id, sorted({g.role for g in u.roles}), u.is_active) for u in users]
 
     @post("/users/{user_id:int}/roles", summary="Grant a role", status_code=200, responses=error_responses(400, 401, 403, 404))
-    async def grant(self, request: Request, db_session: DbSession, user_id: RecordId, data: schemas.RoleIn) -> schemas.UserOut:
+    async def grant(self, request: Request, db_session: DbSession, user_id: RecordId, data: JSONBody[schemas.RoleIn]) -> schemas.UserOut:
         if await db_session.get(User, user_id) is None:
             raise NotFound(f"no user {user_id}")
         from facility_share.db.models import ROLES
@@ -101,7 +101,7 @@ class AdminApi(Controller):
 
     @delete("/users/{user_id:int}/roles/{role:str}", summary="Revoke a role", status_code=204, responses=error_responses(401, 403, 404))
     async def revoke(self, request: Request, db_session: DbSession, user_id: RecordId,
-                     role: FromPath[Literal["unit_manager", "finance", "admin"]], unit_code: str | None = None) -> None:
+                     role: FromPath[Literal["unit_manager", "finance", "admin"]], unit_code: FromQuery[str | None] = None) -> None:
         unit_id = None
         if unit_code:
             unit_id = (await db_session.execute(select(ManagingUnit.id).where(ManagingUnit.code == unit_code))).scalar_one_or_none()
@@ -131,7 +131,7 @@ class QualificationApi(Controller):
         return [schemas.QualificationOut(q.id, email, code, q.valid_until, q.revoked_at is not None) for q, email, code in rows]
 
     @post("/", summary="Grant a qualification", status_code=201, responses=error_responses(400, 401, 403, 404))
-    async def grant(self, request: Request, db_session: DbSession, data: schemas.QualificationIn) -> schemas.QualificationOut:
+    async def grant(self, request: Request, db_session: DbSession, data: JSONBody[schemas.QualificationIn]) -> schemas.QualificationOut:
         q = await services.grant_qualification(db_session, request.user, user_email=data.user_email,
                                                resource_code=data.resource_code, valid_until=data.valid_until, note=data.note)
         await db_session.commit()

@@ -15,8 +15,8 @@ from __future__ import annotations
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import AbstractMiddleware
-from litestar.types import Receive, Scope, Scopes, Send
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.enums import ScopeType
 
 from facility_share.accounts import services
@@ -50,20 +50,20 @@ def _cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
-class AuthenticationMiddleware(AbstractMiddleware):
+class AuthenticationMiddleware(ASGIMiddleware):
     """Opens the request's database session, resolves the caller in it, and hands the same
     session to the handler (``web.app.provide_db_session``): one connection and one
     transaction per request, not one for authentication and another for the work."""
 
-    scopes: Scopes = {ScopeType.HTTP}
+    scopes = (ScopeType.HTTP,)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         scope["user"] = None
         scope["auth"] = None
         scope["agent"] = None
         path: str = scope.get("path", "")
         if path.startswith(("/static/", "/healthz")):
-            await self.app(scope, receive, send)
+            await next_app(scope, receive, send)
             return
         db = scope["app"].state.db
         write = scope.get("method", "GET") in WRITE_METHODS
@@ -72,7 +72,7 @@ class AuthenticationMiddleware(AbstractMiddleware):
             principal = await self._resolve(scope, path, session, write)
             scope["user"] = principal
             scope["auth"] = principal.via if principal else None
-            await self.app(scope, receive, send)
+            await next_app(scope, receive, send)
 
     async def _resolve(self, scope: Scope, path: str, session, write: bool) -> Principal | None:  # type: ignore[no-untyped-def]
         token = _bearer(scope)

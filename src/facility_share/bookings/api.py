@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from facility_share.accounts.principal import Principal
 from facility_share.bookings import schemas, services
@@ -28,20 +28,20 @@ class AvailabilityApi(Controller):
          responses=error_responses(400, 404))
     async def resource_availability(
         self, db_session: DbSession, code: FromPath[str],
-        start: Annotated[datetime, Parameter(description="Window start, ISO 8601 with offset")],
-        end: Annotated[datetime, Parameter(description="Window end (at most 62 days after start)")],
+        start: Annotated[datetime, QueryParameter(description="Window start, ISO 8601 with offset")],
+        end: Annotated[datetime, QueryParameter(description="Window end (at most 62 days after start)")],
     ) -> schemas.AvailabilityOut:
         return schemas.availability_out(await services.availability(db_session, code, start, end))
 
     @get("/availability/search", summary="Which resources are free for a whole window", responses=error_responses(400))
     async def search_free(
         self, db_session: DbSession,
-        start: datetime,
-        end: datetime,
-        q: Annotated[str, Parameter(max_length=200, description="Words in names, model, maker or capabilities")] = "",
-        category: Annotated[str | None, Parameter(pattern=r"^[0-9A-Z]{2,12}$")] = None,
-        unit: Annotated[str | None, Parameter(pattern=r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$")] = None,
-        quantity: Annotated[int, Parameter(ge=1, le=1000)] = 1,
+        start: FromQuery[datetime],
+        end: FromQuery[datetime],
+        q: Annotated[str, QueryParameter(max_length=200, description="Words in names, model, maker or capabilities")] = "",
+        category: Annotated[str | None, QueryParameter(pattern=r"^[0-9A-Z]{2,12}$")] = None,
+        unit: Annotated[str | None, QueryParameter(pattern=r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$")] = None,
+        quantity: Annotated[int, QueryParameter(ge=1, le=1000)] = 1,
     ) -> list[schemas.FreeResource]:
         services.check_window(start, end)
         page = await queries.search_resources(
@@ -59,7 +59,7 @@ class BookingApi(Controller):
 
     @post("/", summary="Request a booking (enterprise members of verified enterprises)", status_code=201,
           opt={"access": "enterprise"}, responses=error_responses(400, 401, 403, 404, 409))
-    async def create(self, request: Request, db_session: DbSession, settings: AppSettings, data: schemas.BookingIn) -> schemas.BookingOut:
+    async def create(self, request: Request, db_session: DbSession, settings: AppSettings, data: JSONBody[schemas.BookingIn]) -> schemas.BookingOut:
         principal: Principal = request.user
         booking = await services.request_booking(
             db_session, principal,
@@ -73,17 +73,18 @@ class BookingApi(Controller):
          opt={"access": "authenticated"}, responses=error_responses(400, 401))
     async def list(
         self, request: Request, db_session: DbSession,
-        scope: Literal["all", "mine", "managed"] = "all",
-        status: Status | None = None,  # type: ignore[valid-type]
-        resource: Annotated[str | None, Parameter(max_length=40)] = None,
-        unit: Annotated[str | None, Parameter(max_length=40)] = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+        # "scope" is a name Litestar reserves for the ASGI scope; the query parameter keeps it.
+        view: Annotated[Literal["all", "mine", "managed"], QueryParameter(name="scope")] = "all",
+        status: FromQuery[Status | None] = None,  # type: ignore[valid-type]
+        resource: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        unit: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        start: FromQuery[datetime | None] = None,
+        end: FromQuery[datetime | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
     ) -> schemas.BookingPage:
         rows, count = await services.list_bookings(
-            db_session, request.user, services.BookingFilter(status, resource, unit, start, end, limit, offset), scope=scope
+            db_session, request.user, services.BookingFilter(status, resource, unit, start, end, limit, offset), scope=view
         )
         return schemas.BookingPage(items=[schemas.booking_out(b) for b in rows], total=count)
 
@@ -95,7 +96,7 @@ class BookingApi(Controller):
           opt={"access": "authenticated"}, responses=error_responses(400, 401, 403, 404, 409))
     async def act(self, request: Request, db_session: DbSession, booking_id: RecordId,
                   action: FromPath[Literal["approve", "reject", "cancel", "complete", "no-show"]],
-                  data: schemas.DecisionIn | None = None) -> schemas.BookingOut:
+                  data: JSONBody[schemas.DecisionIn | None] = None) -> schemas.BookingOut:
         principal: Principal = request.user
         await services.change_status(db_session, principal, booking_id, ACTIONS[action], reason=(data.reason if data else ""))
         await db_session.commit()

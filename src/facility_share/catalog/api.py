@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, Response, get
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from facility_share.catalog import export, queries, schemas
 from facility_share.web.deps import DbSession
@@ -21,17 +21,17 @@ class CatalogApi(Controller):
     async def list_resources(
         self,
         db_session: DbSession,
-        q: Annotated[str, Parameter(description="Words to find in names (zh/en), model, maker, capabilities", max_length=200)] = "",
-        kind: Annotated[Literal["instrument", "workshop", "line"] | None, Parameter()] = None,
-        category: Annotated[str | None, Parameter(description="Category code; includes its sub-categories", pattern=r"^[0-9A-Z]{2,12}$")] = None,
-        unit: Annotated[str | None, Parameter(description="Managing unit code", pattern=r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$")] = None,
-        location: Annotated[str, Parameter(description="Substring of the location", max_length=100)] = "",
+        q: Annotated[str, QueryParameter(description="Words to find in names (zh/en), model, maker, capabilities", max_length=200)] = "",
+        kind: Annotated[Literal["instrument", "workshop", "line"] | None, QueryParameter()] = None,
+        category: Annotated[str | None, QueryParameter(description="Category code; includes its sub-categories", pattern=r"^[0-9A-Z]{2,12}$")] = None,
+        unit: Annotated[str | None, QueryParameter(description="Managing unit code", pattern=r"^[A-Z0-9][A-Z0-9-]{1,38}[A-Z0-9]$")] = None,
+        location: Annotated[str, QueryParameter(description="Substring of the location", max_length=100)] = "",
         # schema_extra repeats the minimum because the generated schema drops a bound of 0.
-        max_price_fen: Annotated[int | None, Parameter(ge=0, le=10**12, description="Starting price ceiling, fen", schema_extra={"minimum": 0})] = None,
-        open_for_sharing: bool | None = None,
-        sort: Annotated[Literal[tuple(queries.SORTS)], Parameter()] = "code",  # type: ignore[valid-type]
-        page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
-        per_page: Annotated[int, Parameter(ge=1, le=queries.MAX_PER_PAGE)] = 20,
+        max_price_fen: Annotated[int | None, QueryParameter(ge=0, le=10**12, description="Starting price ceiling, fen", schema_extra={"minimum": 0})] = None,
+        open_for_sharing: FromQuery[bool | None] = None,
+        sort: Annotated[Literal[tuple(queries.SORTS)], QueryParameter()] = "code",  # type: ignore[valid-type]
+        page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
+        per_page: Annotated[int, QueryParameter(ge=1, le=queries.MAX_PER_PAGE)] = 20,
     ) -> schemas.ResourcePage:
         return await queries.search_resources(
             db_session,

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import or_, select
 
 from facility_share.accounts.principal import Principal
@@ -35,7 +35,7 @@ class UsageApi(Controller):
     @post("/bookings/{booking_id:int}/check-in", summary="Start the session of an approved booking", status_code=201,
           opt={"access": "authenticated"}, responses=error_responses(400, 401, 403, 404, 409))
     async def check_in(self, request: Request, db_session: DbSession, booking_id: RecordId,
-                       data: schemas.CheckInIn | None = None) -> schemas.UsageOut:
+                       data: JSONBody[schemas.CheckInIn | None] = None) -> schemas.UsageOut:
         log = await services.check_in(db_session, request.user, booking_id, operator=data.operator if data else "")
         await db_session.commit()
         return schemas.usage_out(log)
@@ -43,7 +43,7 @@ class UsageApi(Controller):
     @post("/bookings/{booking_id:int}/check-out", summary="End the session; completes the booking and issues its charge",
           status_code=200, opt={"access": "authenticated"}, responses=error_responses(400, 401, 403, 404, 409))
     async def check_out(self, request: Request, db_session: DbSession, booking_id: RecordId,
-                        data: schemas.CheckOutIn | None = None) -> schemas.UsageOut:
+                        data: JSONBody[schemas.CheckOutIn | None] = None) -> schemas.UsageOut:
         log, _charge = await services.check_out(db_session, request.user, booking_id, samples=data.samples if data else 0,
                                                 note=data.note if data else "")
         await db_session.commit()
@@ -51,14 +51,14 @@ class UsageApi(Controller):
 
     @post("/usage/walk-ins", summary="Record usage with no booking (managers)", status_code=201, opt={"access": "manager"},
           responses=error_responses(400, 401, 403, 404))
-    async def walk_in(self, request: Request, db_session: DbSession, data: schemas.WalkInIn) -> schemas.UsageOut:
+    async def walk_in(self, request: Request, db_session: DbSession, data: JSONBody[schemas.WalkInIn]) -> schemas.UsageOut:
         log, _charge = await services.record_walk_in(db_session, request.user, services.WalkIn(**data.__dict__))
         await db_session.commit()
         return schemas.usage_out(log)
 
     @post("/usage/{log_id:int}/corrections", summary="Correct a session: a new version with a reason", status_code=201,
           opt={"access": "manager"}, responses=error_responses(400, 401, 403, 404, 409))
-    async def correct(self, request: Request, db_session: DbSession, log_id: RecordId, data: schemas.CorrectionIn) -> schemas.UsageOut:
+    async def correct(self, request: Request, db_session: DbSession, log_id: RecordId, data: JSONBody[schemas.CorrectionIn]) -> schemas.UsageOut:
         log, _charge = await services.correct(db_session, request.user, log_id, started_at=data.started_at, ended_at=data.ended_at,
                                               samples=data.samples, reason=data.reason)
         await db_session.commit()
@@ -67,9 +67,10 @@ class UsageApi(Controller):
     @get("/usage", summary="Usage sessions (current versions, or every version with history=true)",
          opt={"access": "staff"}, responses=error_responses(400, 401, 403))
     async def list_usage(self, request: Request, db_session: DbSession,
-                         resource: Annotated[str | None, Parameter(max_length=40)] = None,
-                         start: datetime | None = None, end: datetime | None = None, history: bool = False,
-                         limit: Annotated[int, Parameter(ge=1, le=1000)] = 200) -> list[schemas.UsageOut]:
+                         resource: Annotated[str | None, QueryParameter(max_length=40)] = None,
+                         start: FromQuery[datetime | None] = None, end: FromQuery[datetime | None] = None,
+                         history: FromQuery[bool] = False,
+                         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200) -> list[schemas.UsageOut]:
         principal: Principal = request.user
         statement = select(UsageLog).join(Resource, UsageLog.resource_id == Resource.id)
         if not principal.reads_all():
@@ -87,8 +88,8 @@ class UsageApi(Controller):
 
     @get("/charges", summary="Charges the caller may see (own enterprise, managed units, or all for finance)",
          opt={"access": "authenticated"}, responses=error_responses(401))
-    async def charges(self, request: Request, db_session: DbSession, status: str | None = None,
-                      limit: Annotated[int, Parameter(ge=1, le=1000)] = 200) -> list[schemas.ChargeOut]:
+    async def charges(self, request: Request, db_session: DbSession, status: FromQuery[str | None] = None,
+                      limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200) -> list[schemas.ChargeOut]:
         statement = select(Charge).join(Resource, Charge.resource_id == Resource.id)
         visible = _visible_charges(request.user)
         if visible is not None:
@@ -112,21 +113,21 @@ class UsageApi(Controller):
 
     @post("/charges/{charge_id:int}/mark-paid", summary="Record an offline payment (managers)", status_code=200,
           opt={"access": "manager"}, responses=error_responses(400, 401, 403, 404, 409))
-    async def mark_paid(self, request: Request, db_session: DbSession, charge_id: RecordId, data: schemas.MarkPaidIn) -> schemas.ChargeOut:
+    async def mark_paid(self, request: Request, db_session: DbSession, charge_id: RecordId, data: JSONBody[schemas.MarkPaidIn]) -> schemas.ChargeOut:
         charge = await services.mark_paid(db_session, request.user, charge_id, method=data.method, reference=data.reference)
         await db_session.commit()
         return schemas.charge_out(charge)
 
     @post("/bookings/{booking_id:int}/rating", summary="Rate a completed service, once", status_code=201,
           opt={"access": "enterprise"}, responses=error_responses(400, 401, 403, 404, 409))
-    async def rate(self, request: Request, db_session: DbSession, booking_id: RecordId, data: schemas.RatingIn) -> schemas.RatingOut:
+    async def rate(self, request: Request, db_session: DbSession, booking_id: RecordId, data: JSONBody[schemas.RatingIn]) -> schemas.RatingOut:
         rating = await services.rate(db_session, request.user, booking_id, stars=data.stars, comment=data.comment)
         await db_session.commit()
         return schemas.RatingOut(rating.id, rating.booking_id, rating.stars, rating.comment, rating.created_at)
 
     @get("/figures", summary="Sharing figures per unit and resource for local dates [start, end)",
          opt={"access": "staff"}, responses=error_responses(400, 401, 403))
-    async def sharing_figures(self, request: Request, db_session: DbSession, start: date, end: date) -> schemas.ReportOut:
+    async def sharing_figures(self, request: Request, db_session: DbSession, start: FromQuery[date], end: FromQuery[date]) -> schemas.ReportOut:
         principal: Principal = request.user
         units = None if principal.reads_all() else principal.managed_unit_ids
         return schemas.report_out(await figures.sharing_figures(db_session, start, end, unit_ids=units))
@@ -147,7 +148,7 @@ class AgentKeyApi(Controller):
 
     @post("/resources/{code:str}/agent-keys", summary="Create an agent key (its value is shown only in this answer)",
           status_code=201, responses=error_responses(400, 401, 403, 404))
-    async def create_key(self, request: Request, db_session: DbSession, code: FromPath[str], data: schemas.AgentKeyIn) -> schemas.NewAgentKey:
+    async def create_key(self, request: Request, db_session: DbSession, code: FromPath[str], data: JSONBody[schemas.AgentKeyIn]) -> schemas.NewAgentKey:
         row, key = await services.create_agent_key(db_session, request.user, code, data.name)
         await db_session.commit()
         return schemas.NewAgentKey(row.id, row.resource_id, row.name, row.prefix, row.created_at, row.last_used_at, row.revoked_at, key)
@@ -166,7 +167,7 @@ class AgentApi(Controller):
     @post("/sessions", summary="Post a usage session from the instrument (Authorization: Bearer fsa_…)",
           description="The idempotency key identifies the session: retries answer 200 with the recorded session "
                       "and record nothing new.", status_code=201, responses=error_responses(400, 401))
-    async def post_session(self, request: Request, db_session: DbSession, data: schemas.AgentSessionIn) -> Response[schemas.UsageOut]:
+    async def post_session(self, request: Request, db_session: DbSession, data: JSONBody[schemas.AgentSessionIn]) -> Response[schemas.UsageOut]:
         # The middleware read the key in its own, closed session; use this transaction's copy.
         key = await db_session.get(AgentKey, request.scope["agent"].id)
         if key is None or key.revoked_at is not None:

@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
-from litestar.middleware.base import DefineMiddleware
 from litestar.response import Redirect
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -219,7 +218,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 opt={"access": "public"},
             ),
         ],
-        middleware=[DefineMiddleware(AuthenticationMiddleware)],
+        middleware=[AuthenticationMiddleware()],
         guards=[access_guard],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
