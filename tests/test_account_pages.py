@@ -7,7 +7,6 @@ import``, ``demo load``), so the demo accounts sign in with the demo password.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,11 @@ from sqlalchemy import func, select
 from stdnum.cn import uscc as uscc_number
 
 from facility_share.accounts.auth import SESSION_COOKIE
-from facility_share.cli import run_import
-from facility_share.db import Database, migrate
 from facility_share.db.models import Enterprise, User
-from facility_share.demo import DEMO_PASSWORD, load_demo
+from facility_share.demo import DEMO_PASSWORD
 from facility_share.settings import Settings, load_settings
 from facility_share.web.app import create_app
+from tests.site import demo_site, query
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -37,32 +35,13 @@ FINANCE = "finance@demo.example.cn"
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    path = tmp_path_factory.mktemp("account-pages") / "t.sqlite3"
-    settings = load_settings({"FACILITY_SHARE_DATABASE_URL": f"sqlite:///{path}"})
-    migrate.upgrade(settings.database_url)
-    asyncio.run(run_import(settings, ROOT / "catalog"))
-    asyncio.run(load_demo(settings))
-    return settings
+    return demo_site(tmp_path_factory, "account-pages")
 
 
 @pytest.fixture(scope="module")
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(app=create_app(settings)) as test_client:
         yield test_client
-
-
-def query(settings: Settings, statement):  # type: ignore[no-untyped-def]
-    """Run one read in the module's database (outside the app)."""
-
-    async def run():  # type: ignore[no-untyped-def]
-        database = Database(settings.database_url, null_pool=True)
-        try:
-            async with database.session() as session:
-                return (await session.execute(statement)).all()
-        finally:
-            await database.dispose()
-
-    return asyncio.run(run())
 
 
 def fresh_uscc(seed: str) -> str:

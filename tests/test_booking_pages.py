@@ -7,7 +7,6 @@ up as an operator does it (``db upgrade``, ``catalog import``, ``demo load``).
 
 from __future__ import annotations
 
-import asyncio
 import html as html_lib
 import re
 from collections.abc import Iterator
@@ -21,13 +20,12 @@ from sqlalchemy import select
 
 from facility_share.bookings import pages as booking_pages
 from facility_share.bookings import rules
-from facility_share.cli import run_import
-from facility_share.db import Database, migrate
 from facility_share.db.models import Booking, Enterprise, Resource, User, utcnow
-from facility_share.demo import DEMO_PASSWORD, ZONE, load_demo
-from facility_share.settings import Settings, load_settings
+from facility_share.demo import DEMO_PASSWORD, ZONE
+from facility_share.settings import Settings
 from facility_share.web.app import create_app
 from facility_share.web.i18n import I18n
+from tests.site import demo_site, run_in
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -44,12 +42,7 @@ CUSTOMERS = ("天津云启生物科技有限公司", "天津瞪羚新材料科�
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    path = tmp_path_factory.mktemp("booking-pages") / "t.sqlite3"
-    settings = load_settings({"FACILITY_SHARE_DATABASE_URL": f"sqlite:///{path}"})
-    migrate.upgrade(settings.database_url)
-    asyncio.run(run_import(settings, ROOT / "catalog"))
-    asyncio.run(load_demo(settings))
-    return settings
+    return demo_site(tmp_path_factory, "booking-pages")
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +53,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 def in_db(settings: Settings, work):  # type: ignore[no-untyped-def]
     """Run ``await work(session)`` in the module's database and commit."""
-
-    async def run():  # type: ignore[no-untyped-def]
-        database = Database(settings.database_url, null_pool=True)
-        try:
-            async with database.session(write=True) as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await database.dispose()
-
-    return asyncio.run(run())
+    return run_in(settings, work)
 
 
 def start(client: TestClient, lang: str | None = None) -> None:
