@@ -17,8 +17,11 @@ from tests.test_catalog_files import UNIT, write_catalog
 class WriteCounter:
     """Counts INSERT/UPDATE/DELETE statements sent to the database."""
 
-    def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
-        self.engine = engine.sync_engine
+    def __init__(self, engine=None) -> None:  # type: ignore[no-untyped-def]
+        # None: every engine of the process (commands open their own).
+        from sqlalchemy.engine import Engine
+
+        self.engine = engine.sync_engine if engine is not None else Engine
         self.writes: list[str] = []
 
     def __enter__(self) -> WriteCounter:
@@ -188,3 +191,32 @@ async def test_changed_categories_reparse_every_file(db, tmp_path: Path) -> None
     write_catalog(tmp_path, categories=CATEGORIES.replace("色谱仪器", "色谱仪"))
     catalog, summary = await _import_folder(db, root)
     assert catalog.unchanged_files == {} and summary.categories.updated == 1
+
+
+@pytest.mark.parametrize("breaker", [
+    lambda t: t.replace("internal: 80", "internal: -80"),
+    lambda t: t.replace('category: "0105"', 'category: "0199"'),
+    lambda t: t.replace("kind: institute", "kind: [institute"),
+])
+async def test_a_malformed_catalogue_changes_nothing_in_the_database(db, tmp_path: Path, breaker) -> None:  # type: ignore[no-untyped-def]
+    """The import command validates everything before it writes: a bad file imports nothing,
+    and a database that held the previous catalogue keeps it unchanged."""
+    from facility_share.cli import run_import
+    from facility_share.errors import CatalogInvalid
+    from facility_share.settings import load_settings
+
+    settings = load_settings({"FACILITY_SHARE_DATABASE_URL": db.url})
+    root = write_catalog(tmp_path)
+    await run_import(settings, root)
+    before = {model.__name__: await count(db, model) for model in (Category, ManagingUnit, Resource, FeeItem, OpeningHours)}
+    async with db.session() as session:
+        hashes = dict((await session.execute(select(Resource.code, Resource.content_hash))).all())
+
+    write_catalog(tmp_path, breaker(UNIT.replace("district: 150", "district: 999")))
+    with WriteCounter() as counter, pytest.raises(CatalogInvalid):
+        await run_import(settings, root)
+    assert counter.writes == []
+    after = {model.__name__: await count(db, model) for model in (Category, ManagingUnit, Resource, FeeItem, OpeningHours)}
+    assert after == before
+    async with db.session() as session:
+        assert dict((await session.execute(select(Resource.code, Resource.content_hash))).all()) == hashes
