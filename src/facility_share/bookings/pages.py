@@ -38,7 +38,7 @@ from facility_share.bookings import services
 from facility_share.bookings.working_calendar import classify
 from facility_share.catalog import queries
 from facility_share.catalog.pages import Words
-from facility_share.db.models import Booking, Enterprise, ManagingUnit, Resource, utcnow
+from facility_share.db.models import Booking, Enterprise, ManagingUnit, Rating, Resource, UsageLog, utcnow
 from facility_share.errors import Conflict, FacilityShareError, Forbidden, InvalidInput, NotFound
 from facility_share.web.deps import AppSettings, DbSession, Lang, RecordId
 from facility_share.web.i18n import I18n
@@ -519,6 +519,7 @@ async def my_bookings_page(request: Request, session: Any, i18n: I18n, *, error:
         if b.status == "approved" and now > b.starts_at - timedelta(hours=b.resource.cancellation_hours):
             continue
         cancellable.add(b.id)
+    rated, self_check_in, self_check_out = await _usage_state(session, principal, rows, now)
     created = request.query_params.get("created", "")
     cancelled = request.query_params.get("cancelled", "")
     created_booking = next((b for b in rows if str(b.id) == created), None)
@@ -527,8 +528,39 @@ async def my_bookings_page(request: Request, session: Any, i18n: I18n, *, error:
         request, i18n, "bookings/my_bookings.html",
         rows=rows, total=total, cancellable=cancellable, words=words, now=now, error=error,
         created=created_booking, cancelled=cancelled_booking,
+        rated=rated, self_check_in=self_check_in, self_check_out=self_check_out,
+        checked_in=next((b for b in rows if str(b.id) == request.query_params.get("checked_in", "")), None),
+        checked_out=next((b for b in rows if str(b.id) == request.query_params.get("checked_out", "")), None),
     )
     return with_status(page, status)
+
+
+async def _usage_state(session: Any, principal: Principal, rows: list[Booking],
+                       now: datetime) -> tuple[dict[int, int], set[int], set[int]]:
+    """Stars of the rated completed bookings, and the bookings the user may check in or out now."""
+    from facility_share.usage.services import current_versions
+
+    completed = [b.id for b in rows if b.status == "completed"]
+    rated: dict[int, int] = {}
+    if completed:
+        rated = dict((await session.execute(select(Rating.booking_id, Rating.stars).where(Rating.booking_id.in_(completed)))).all())
+    own = [b for b in rows if b.status == "approved" and b.mode == "self_operated" and b.user_id == principal.user_id]
+    check_in, check_out = set(), set()
+    if own:
+        logs = {
+            log.booking_id: log
+            for log in (
+                await session.execute(select(UsageLog).where(UsageLog.booking_id.in_([b.id for b in own]), current_versions()))
+            ).scalars()
+        }
+        for b in own:
+            log = logs.get(b.id)
+            grace = timedelta(minutes=b.resource.checkin_grace_minutes)
+            if log is None and b.starts_at - grace <= now <= b.starts_at + grace:
+                check_in.add(b.id)
+            elif log is not None and log.ended_at is None and log.source == "self":
+                check_out.add(b.id)
+    return rated, check_in, check_out
 
 
 class BookingFormPages(Controller):

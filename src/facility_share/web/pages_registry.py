@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from facility_share.accounts.pages import AdminPages, ProfilePages, QualificationPages, SignInPages, SignOutPage
 from facility_share.bookings.pages import BookingActionPages, BookingFormPages, CalendarPages, ManagerBookingPages
+from facility_share.usage.pages import EnterpriseUsagePages, FiguresPages, ManagerUsagePages
 
 PAGE_CONTROLLERS = [
     SignInPages,
@@ -18,5 +19,8 @@ PAGE_CONTROLLERS = [
     BookingFormPages,
     BookingActionPages,
     ManagerBookingPages,
+    ManagerUsagePages,
+    FiguresPages,
+    EnterpriseUsagePages,
     SignOutPage,
 ]
