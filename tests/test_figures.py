@@ -38,7 +38,7 @@ from facility_share.settings import load_settings
 from facility_share.usage import figures, services
 from facility_share.usage.figures import SessionRow, aggregate
 from facility_share.web.app import create_app
-from tests.world import ENTERPRISE_B, build_world, local
+from tests.world import ENTERPRISE_B, build_world, catalogue_values, local
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 MONDAY = date(2026, 11, 30)
@@ -70,6 +70,12 @@ async def used_booking(db: Database, world, principal, start: datetime, hours: f
 
 @pytest.fixture
 async def scenario(imported):  # type: ignore[no-untyped-def]
+    """The week below, with SEM01 charging no no-show fee whatever the shipped catalogue says."""
+    async with catalogue_values(imported, SEM, no_show_fee_fen=0):
+        yield await _build_scenario(imported)
+
+
+async def _build_scenario(imported):  # type: ignore[no-untyped-def]
     db = imported
     world = await build_world(db)
     async with db.session(write=True) as session:

@@ -8,16 +8,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from facility_share.accounts.services import grant_qualification, revoke_qualification
 from facility_share.bookings import services as bookings
 from facility_share.db import Database
-from facility_share.db.models import AgentKey, AuditEvent, Booking, Charge, Qualification, Rating, Resource, UsageLog
+from facility_share.db.models import AgentKey, AuditEvent, Booking, Charge, Qualification, Rating, UsageLog
 from facility_share.errors import Conflict, Forbidden, InvalidInput, NotFound
 from facility_share.usage import figures, services
 from facility_share.usage.charging import parse_peak_hours, price_service
-from tests.world import ENTERPRISE_B, build_world, local, next_weekday
+from tests.world import ENTERPRISE_B, build_world, catalogue_values, local, next_weekday
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Tianjin
 DAY = next_weekday(NOW)  # Tuesday 1 December 2026
@@ -316,7 +316,7 @@ async def sweep(db: Database, now: datetime) -> list[int]:
         return switched
 
 
-async def test_unused_approved_bookings_become_no_shows_once(imported, world) -> None:
+async def test_unused_approved_bookings_become_no_shows_once(without_no_show_fee, imported, world) -> None:
     unused = await booked(imported, world, "member_a")  # 09:00–10:00
     open_session = await booked(imported, world, "member_b", start=local(DAY, 10))  # 10:00–11:00, checked in, never out
     used = await booked(imported, world, "member_a", start=local(DAY, 13, 30))  # 13:30–14:30, used
@@ -340,7 +340,7 @@ async def test_unused_approved_bookings_become_no_shows_once(imported, world) ->
     events = await fetch(imported, select(AuditEvent).where(AuditEvent.action == "no_show"))
     assert [(e.entity_id, e.actor_kind, e.before, e.after) for e in events] == [
         (unused.id, "system", {"status": "approved"}, {"status": "no_show"})]
-    assert await fetch(imported, select(Charge).where(Charge.kind == "no_show")) == []  # SEM01 has no no-show fee
+    assert await fetch(imported, select(Charge).where(Charge.kind == "no_show")) == []  # no fee set for this test
 
     async with imported.session() as session:
         report = await figures.sharing_figures(session, DAY, DAY + timedelta(days=1))
@@ -349,17 +349,16 @@ async def test_unused_approved_bookings_become_no_shows_once(imported, world) ->
 
 @pytest.fixture
 async def no_show_fee(imported) -> AsyncIterator[int]:  # type: ignore[no-untyped-def]
-    """SEM01 with a 50-yuan no-show fee for one test (the catalogue rows outlive tests: restored after)."""
-    async with imported.session(write=True) as session:
-        before, stamp = (await session.execute(select(Resource.no_show_fee_fen, Resource.updated_at).where(Resource.code == SEM))).one()
-        await session.execute(update(Resource).where(Resource.code == SEM).values(no_show_fee_fen=5_000))
-        await session.commit()
-    try:
+    """SEM01 with a 50-yuan no-show fee for one test."""
+    async with catalogue_values(imported, SEM, no_show_fee_fen=5_000):
         yield 5_000
-    finally:
-        async with imported.session(write=True) as session:
-            await session.execute(update(Resource).where(Resource.code == SEM).values(no_show_fee_fen=before, updated_at=stamp))
-            await session.commit()
+
+
+@pytest.fixture
+async def without_no_show_fee(imported) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    """SEM01 with no no-show fee for one test, whatever the shipped catalogue says."""
+    async with catalogue_values(imported, SEM, no_show_fee_fen=0):
+        yield
 
 
 async def test_a_no_show_fee_is_charged(imported, world, no_show_fee: int) -> None:

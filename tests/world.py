@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -92,3 +94,25 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=ZONE).astimezone(UTC)
 
 
+
+
+@asynccontextmanager
+async def catalogue_values(db: Database, code: str, **values: object) -> AsyncIterator[None]:
+    """Change some columns of a catalogue resource for one test and put them back after
+    (the catalogue rows outlive each test)."""
+    from sqlalchemy import update
+
+    from facility_share.db.models import Resource
+
+    columns = [getattr(Resource, name) for name in values] + [Resource.updated_at]
+    async with db.session(write=True) as session:
+        before = (await session.execute(select(*columns).where(Resource.code == code))).one()
+        await session.execute(update(Resource).where(Resource.code == code).values(**values))
+        await session.commit()
+    try:
+        yield
+    finally:
+        restore = dict(zip([*values, "updated_at"], before, strict=True))
+        async with db.session(write=True) as session:
+            await session.execute(update(Resource).where(Resource.code == code).values(**restore))
+            await session.commit()
