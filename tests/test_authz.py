@@ -92,16 +92,20 @@ async def call(client: AsyncTestClient, method: str, url: str, role: str, world,
             headers["authorization"] = f"Bearer {world.tokens[role]}"
         else:
             cookies[SESSION_COOKIE] = sessions[role]
+    client.cookies.clear()
     if method not in ("GET", "HEAD") and not url.startswith("/api/"):
         # Forms carry the CSRF token; get one as a browser would.
-        first = await client.get("/", cookies=cookies)
+        first = await client.get("/")
         token = first.cookies.get("fs_csrf") or client.cookies.get("fs_csrf")
         if token:
             headers["x-csrftoken"] = token
             cookies["fs_csrf"] = token
     client.cookies.clear()
-    response = await client.request(method, url, headers=headers, cookies=cookies, json={} if method != "GET" else None,
+    for name, value in cookies.items():
+        client.cookies.set(name, value)
+    response = await client.request(method, url, headers=headers, json={} if method != "GET" else None,
                                     follow_redirects=False)
+    client.cookies.clear()
     return response.status_code
 
 
@@ -147,9 +151,10 @@ async def test_enterprises_cannot_touch_each_others_bookings(setup, client) -> N
 async def test_state_changing_api_calls_ignore_session_cookies(setup, client) -> None:  # type: ignore[no-untyped-def]
     """The API is exempt from CSRF checks, so a cookie must not authenticate a change there."""
     _app, _world, booking_id, sessions = setup
-    response = await client.post(f"/api/v1/bookings/{booking_id}/cancel", cookies={SESSION_COOKIE: sessions["member_a"]}, json={})
+    client.cookies.set(SESSION_COOKIE, sessions["member_a"])
+    response = await client.post(f"/api/v1/bookings/{booking_id}/cancel", json={})
     assert response.status_code == 401
-    response = await client.get(f"/api/v1/bookings/{booking_id}", cookies={SESSION_COOKIE: sessions["member_a"]})
+    response = await client.get(f"/api/v1/bookings/{booking_id}")
     assert response.status_code == 200
 
 
