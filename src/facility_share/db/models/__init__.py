@@ -17,7 +17,7 @@ from facility_share.db.models._accounts import (
     WebSession,
 )
 from facility_share.db.models._base import Base, utcnow
-from facility_share.db.models._bookings import ACTIVE_STATUSES, BOOKING_STATUSES, AuditEvent, Booking
+from facility_share.db.models._bookings import ACTIVE_STATUSES, BOOKING_STATUSES, AuditEvent, Booking, FeedToken
 from facility_share.db.models._catalog import Category, Closure, FeeItem, ManagingUnit, OpeningHours, Resource
 from facility_share.db.models._usage import CHARGE_STATUSES, USAGE_SOURCES, AgentKey, Charge, Rating, UsageLog
 
@@ -41,6 +41,7 @@ __all__ = [
     "Enterprise",
     "EnterpriseStatus",
     "FeeItem",
+    "FeedToken",
     "LoginAttempt",
     "ManagingUnit",
     "OpeningHours",

@@ -77,3 +77,26 @@ class AuditEvent(Base):
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
     reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class FeedToken(Base):
+    """The secret in a private calendar feed's address (only its hash is stored).
+
+    A feed belongs to a user (their own bookings), an enterprise (all its bookings) or a
+    managing unit (its resources' bookings, with customer details). Rotating a token revokes
+    it and issues a new one; a revoked or unknown token answers 404.
+    """
+
+    __tablename__ = "feed_tokens"
+    __table_args__ = (
+        CheckConstraint("owner_kind IN ('user', 'enterprise', 'unit')", name="owner_kind_known"),
+        Index("ix_feed_tokens_owner", "owner_kind", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_kind: Mapped[str] = mapped_column(String(12))
+    owner_id: Mapped[int] = mapped_column(Integer)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC())
