@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 ## Migrate the embedded SQLite database, load the catalogue and demo data, serve on :8000.
 run: install
 	$(VENV)/bin/facility-share db upgrade
-	$(VENV)/bin/facility-share demo load
+	$(VENV)/bin/facility-share demo load --host $(HOST) --port $(PORT)
 	$(VENV)/bin/facility-share serve --host $(HOST) --port $(PORT)
 
 ## Serve without reloading data.
