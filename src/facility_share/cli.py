@@ -203,6 +203,65 @@ def catalog_export(fmt: str, output: Path | None) -> None:
         sys.stdout.write(text)
 
 
+# --- closures -----------------------------------------------------------------------------
+
+
+@main.group()
+def closures() -> None:
+    """Closures (maintenance plans, holidays) from calendar files."""
+
+
+async def run_closures_import(settings: Settings, file: Path, *, resource: str | None, unit: str | None) -> Any:
+    """Apply an .ics file in one write transaction; nothing is written if the file is invalid."""
+    from facility_share.closures.ical_import import MAX_BYTES
+    from facility_share.closures.services import import_ics
+    from facility_share.db import Database
+    from facility_share.errors import InvalidInput
+
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_BYTES:
+        raise InvalidInput(f"{file.name} is larger than {MAX_BYTES // 1_000_000} MB; split the calendar")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{file.name} is not UTF-8 text; export the calendar as UTF-8 .ics") from exc
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        async with database.session(write=True) as session:
+            result = await import_ics(session, text, filename=file.name, resource_code=resource, unit_code=unit,
+                                      actor_id=None, actor_kind="system")
+            await session.commit()
+        return result
+    finally:
+        await database.dispose()
+
+
+@closures.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--resource", help="Code of the resource to close.")
+@click.option("--unit", help="Code of the unit whose every current resource is closed.")
+@reports_errors
+def closures_import(file: Path, resource: str | None, unit: str | None) -> None:
+    """Import closures from the .ics FILE for one resource or a whole unit.
+
+    Re-importing a file with the same name replaces that file's closures that have not ended:
+    added, changed and removed events are applied, the rest is left unchanged.
+    """
+    if bool(resource) == bool(unit):
+        err.print("[red]error:[/red] give exactly one of --resource CODE or --unit CODE", highlight=False)
+        sys.exit(2)
+    result = asyncio.run(run_closures_import(_settings(), file, resource=resource, unit=unit))
+    out.print(
+        f"{result.scope} → {result.target} ({len(result.resources)} resource{'s' if len(result.resources) != 1 else ''}): "
+        f"{result.added} added, {result.updated} updated, {result.removed} removed, {result.unchanged} unchanged",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 # --- users ------------------------------------------------------------------------------
 
 

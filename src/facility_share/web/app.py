@@ -33,6 +33,7 @@ from facility_share.db.engine import Database
 from facility_share.accounts.api import AdminApi, MeApi, QualificationApi
 from facility_share.accounts.auth import AuthenticationMiddleware, access_guard
 from facility_share.bookings.api import AvailabilityApi, BookingApi
+from facility_share.feeds.api import FeedApi
 from facility_share.usage.api import AgentApi, AgentKeyApi, UsageApi
 from facility_share.errors import FacilityShareError, TooManyRequests, Unauthorized
 from facility_share.web.pages_registry import PAGE_CONTROLLERS
@@ -44,7 +45,7 @@ from facility_share.web.render import render
 
 log = logging.getLogger("facility_share")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings", "usage")]
+TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings", "usage", "feeds", "closures")]
 STATIC_DIR = PACKAGE_DIR / "web" / "static"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             UsageApi,
             AgentKeyApi,
             AgentApi,
+            FeedApi,
             *PAGE_CONTROLLERS,
             set_language,
             create_static_files_router(

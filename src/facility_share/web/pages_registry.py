@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from facility_share.accounts.pages import AdminPages, ProfilePages, QualificationPages, SignInPages, SignOutPage
 from facility_share.bookings.pages import BookingActionPages, BookingFormPages, CalendarPages, ManagerBookingPages
+from facility_share.closures.pages import ClosurePages
+from facility_share.feeds.pages import FeedPages
 from facility_share.usage.pages import EnterpriseUsagePages, FiguresPages, ManagerUsagePages
 
 PAGE_CONTROLLERS = [
@@ -22,5 +24,7 @@ PAGE_CONTROLLERS = [
     ManagerUsagePages,
     FiguresPages,
     EnterpriseUsagePages,
+    FeedPages,
+    ClosurePages,
     SignOutPage,
 ]

@@ -1,0 +1,1 @@
+"""Closures from calendar files: maintenance plans and holidays imported from .ics files."""

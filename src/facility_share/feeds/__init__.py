@@ -1,0 +1,1 @@
+"""Calendar subscription feeds (iCalendar): public busy blocks and private token feeds."""
