@@ -292,6 +292,8 @@ async def test_conditional_requests(setup, client) -> None:  # type: ignore[no-u
         later = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
         assert (await client.get(url, headers={"if-modified-since": later})).status_code == 304
         assert (await client.get(url, headers={"if-none-match": '"stale"'})).status_code == 200
+        head = await client.head(url)
+        assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == etag
         other_lang = await client.get(url + "?lang=en", headers={"if-none-match": etag})
         assert other_lang.status_code == 200 and other_lang.headers["etag"] != etag
     url = url_of("enterprise", tokens)

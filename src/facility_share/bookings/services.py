@@ -161,9 +161,21 @@ class Availability:
 MAX_AVAILABILITY_WINDOW = timedelta(days=62)
 
 
-def check_window(start: datetime, end: datetime) -> None:
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+
+
+def check_bounds(start: datetime, end: datetime) -> None:
+    """Times a booking system can mean: aware, and within this century (date arithmetic
+    near year 1 or 9999 would overflow)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise InvalidInput("start/end: give times with a timezone, e.g. 2026-12-01T00:00:00+08:00 or …Z")
+    for name, value in (("start", start), ("end", end)):
+        if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+            raise InvalidInput(f"{name}: give a time between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+
+
+def check_window(start: datetime, end: datetime) -> None:
+    check_bounds(start, end)
     if end <= start:
         raise InvalidInput("end: must be after start")
     if end - start > MAX_AVAILABILITY_WINDOW:
@@ -318,6 +330,7 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
     relation = await relation_to_unit(session, enterprise.id, resource.unit_id)
     if not resource.open_for_sharing and relation != "internal":
         raise Forbidden("this resource is not open for sharing; only its own unit can book it")
+    check_bounds(data.start, data.end)
     if data.samples < 0 or data.samples > 10_000:
         raise InvalidInput("samples: give the expected number of samples, 0–10000")
     if len(data.purpose) > 2000:

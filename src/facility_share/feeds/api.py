@@ -9,7 +9,8 @@
 Every answer carries a strong ``ETag`` (feed kind, owner, language and the bookings' change
 stamp) and ``Last-Modified``; a matching ``If-None-Match`` (or, without it, a not-older
 ``If-Modified-Since``) gets 304 from one aggregate query, without building the calendar.
-``?lang=en`` switches summaries and locations to English (default Chinese).
+``HEAD`` is answered from the stamp as well. ``?lang=en`` switches summaries and locations
+to English (default Chinese).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, route
 from litestar.params import FromPath
 from sqlalchemy import select
 
@@ -180,12 +181,14 @@ class FeedApi(Controller):
         headers = _headers(etag, modified, visibility)
         if not_modified(request, etag, modified):
             return Response(content=b"", status_code=304, headers=headers)
+        if request.method == "HEAD":  # validators only: answered from the stamp, like a 304
+            return Response(content=b"", status_code=200, media_type=MEDIA_TYPE, headers=headers)
         bookings = await services.feed_bookings(db_session, feed)
         name, events = await build(i18n, bookings)
         text = build_calendar(events, name=name, language=i18n.locale)
         return Response(content=text.encode("utf-8"), status_code=200, media_type=MEDIA_TYPE, headers=headers)
 
-    @get("/resources/{code:str}/calendar.ics", name="feed-public", cache=False)
+    @route("/resources/{code:str}/calendar.ics", http_method=["GET", "HEAD"], name="feed-public", cache=False)
     async def public_feed(self, request: Request, db_session: DbSession, code: FromPath[str]) -> Response:
         """A resource's booked times, for anyone to subscribe to."""
         resource = await services.public_resource(db_session, code)
@@ -199,7 +202,7 @@ class FeedApi(Controller):
 
         return await self._answer(request, db_session, services.Feed("public", resource.id), "public", build)
 
-    @get("/{token:str}/calendar.ics", name="feed-private", cache=False)
+    @route("/{token:str}/calendar.ics", http_method=["GET", "HEAD"], name="feed-private", cache=False)
     async def private_feed(self, request: Request, db_session: DbSession, token: FromPath[str]) -> Response:
         """A user's, an enterprise's or a managing unit's bookings, opened by the feed token."""
         feed = await services.feed_for_token(db_session, token)

@@ -76,6 +76,7 @@ async def _latest_for_booking(session: AsyncSession, booking_id: int) -> UsageLo
 def _check_times(start: datetime, end: datetime | None, now: datetime) -> None:
     if start.tzinfo is None or (end is not None and end.tzinfo is None):
         raise InvalidInput("times: give times with a timezone, e.g. 2026-12-01T09:00:00+08:00")
+    bookings.check_bounds(start, end or start)
     if end is not None and end <= start:
         raise InvalidInput("ended_at: must be after started_at")
     if end is not None and end - start > MAX_SESSION:
