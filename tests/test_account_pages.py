@@ -423,3 +423,17 @@ def test_header_shows_the_signed_in_person_and_their_links(client: TestClient) -
     assert ">审批<" in manager and ">单位日历<" in manager and ">资格<" in manager and ">我的预约<" not in manager
     sign_in(client, ADMIN)
     assert ">管理<" in get(client, "/").text
+
+
+def test_admin_enterprise_page_has_a_plain_title_and_one_history_table(client: TestClient) -> None:
+    """The page's <title> is text only, and each section (and its id) appears once."""
+    sign_in(client, ADMIN)
+    listing = get(client, "/admin/enterprises")
+    enterprise_id = re.findall(r'<a href="/admin/enterprises/(\d+)">', listing.text)[0]
+    page = get(client, f"/admin/enterprises/{enterprise_id}")
+    assert page.status_code == 200
+    title = re.search(r"<title>(.*?)</title>", page.text, re.S)
+    assert title and "<" not in title.group(1)
+    assert page.text.count('id="history-title"') == 1
+    ids = re.findall(r'\sid="([^"]+)"', page.text)
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
