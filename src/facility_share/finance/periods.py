@@ -1,0 +1,70 @@
+"""Settlement and report periods: a year (``2026``), a quarter (``2026-Q3``) or a month (``2026-07``).
+
+Periods are local dates in the district's timezone, half-open ``[start, end)``. A period never
+spans two calendar years, because caps and budgets are annual.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from facility_share.errors import InvalidInput
+
+_YEAR = re.compile(r"^(\d{4})$")
+_QUARTER = re.compile(r"^(\d{4})-[Qq]([1-4])$")
+_MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    label: str
+    kind: str  # year | quarter | month
+    start: date
+    end: date  # exclusive
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    @property
+    def year(self) -> int:
+        return self.start.year
+
+    @property
+    def days_in_year(self) -> int:
+        return (date(self.year + 1, 1, 1) - date(self.year, 1, 1)).days
+
+
+def _month_end(year: int, month: int) -> date:
+    return date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+
+
+def parse_period(text: str, *, field: str = "period") -> Period:
+    """Read ``2026``, ``2026-Q3`` or ``2026-07``.
+
+    Raises:
+        InvalidInput: anything else, with the accepted forms in the message.
+    """
+    raw = (text or "").strip()
+    hint = f"{field}: expected a year (2026), a quarter (2026-Q3) or a month (2026-07), got {raw!r}"
+    if match := _YEAR.match(raw):
+        year = int(match.group(1))
+        if not 2000 <= year <= 2100:
+            raise InvalidInput(f"{field}: the year must be between 2000 and 2100, got {year}")
+        return Period(raw, "year", date(year, 1, 1), date(year + 1, 1, 1))
+    if match := _QUARTER.match(raw):
+        year, quarter = int(match.group(1)), int(match.group(2))
+        if not 2000 <= year <= 2100:
+            raise InvalidInput(f"{field}: the year must be between 2000 and 2100, got {year}")
+        first = 3 * (quarter - 1) + 1
+        return Period(f"{year}-Q{quarter}", "quarter", date(year, first, 1), _month_end(year, first + 2))
+    if match := _MONTH.match(raw):
+        year, month = int(match.group(1)), int(match.group(2))
+        if not 1 <= month <= 12:
+            raise InvalidInput(f"{field}: the month must be 01 to 12, got {month:02d}")
+        if not 2000 <= year <= 2100:
+            raise InvalidInput(f"{field}: the year must be between 2000 and 2100, got {year}")
+        return Period(f"{year}-{month:02d}", "month", date(year, month, 1), _month_end(year, month))
+    raise InvalidInput(hint)
