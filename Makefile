@@ -10,7 +10,7 @@ PORT ?= 8000
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run serve test test-fast bench lock clean
+.PHONY: install run serve test test-fast deploy-check bench soak lock clean
 
 install: $(VENV)/.installed
 
@@ -40,9 +40,17 @@ test: install
 test-fast: install
 	$(VENV)/bin/python -m pytest -m "not browser and not slow"
 
+## The deployment's checks: image steps in a fresh environment, Compose, Kubernetes, backup/restore.
+deploy-check: install
+	$(VENV)/bin/python -m pytest tests/test_deploy.py
+
 ## Benchmarks (print figures and ratios; not part of the test suite).
 bench: install
 	$(VENV)/bin/python bench/catalog_import.py
+
+## Ten minutes of mixed load on PostgreSQL (serve --workers 2): throughput, p50/p99, memory growth.
+soak: install
+	$(VENV)/bin/python bench/soak.py
 
 ## Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock: | $(UV)

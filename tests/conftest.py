@@ -45,6 +45,8 @@ def _pg_admin_url() -> str | None:
 
 
 PG_ADMIN_URL = _pg_admin_url()
+# The Stripe peer (localstripe) fixtures of the payment tests.
+pytest_plugins = ("tests.payments_peer",)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -152,8 +154,15 @@ async def empty_tables(db: Database, *, keep: set[str] = frozenset()) -> None:  
         else:
             # users and enterprises refer to each other: check the keys at commit, when both are empty.
             await session.execute(text("PRAGMA defer_foreign_keys=ON"))
+            # Triggers that keep approved settlements final would refuse the DELETE (TRUNCATE on
+            # PostgreSQL does not fire them): set them aside and put them back as they were.
+            triggers = (await session.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))).all()
+            for name, _sql in triggers:
+                await session.execute(text(f'DROP TRIGGER "{name}"'))
             for table in tables:
                 await session.execute(text(f"DELETE FROM {table}"))
+            for _name, sql in triggers:
+                await session.execute(text(sql))
         if "closures" in keep:
             await session.execute(text("DELETE FROM closures WHERE source <> 'catalog'"))
         await session.commit()

@@ -154,3 +154,25 @@ async def test_healthz_and_openapi(client: AsyncTestClient, dialect: str) -> Non
     docs = await client.get("/schema/docs")
     assert docs.status_code == 200 and "/static/swagger-ui/swagger-ui-bundle.js" in docs.text
     assert (await client.get("/static/swagger-ui/swagger-ui-bundle.js")).status_code == 200
+
+
+async def test_readyz_says_ready_only_with_the_schema_at_head(client: AsyncTestClient, imported, dialect: str) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from facility_share.db.migrate import head_revision
+
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["migrations"] == {"current": head_revision(), "head": head_revision()}
+    async with imported.session(write=True) as session:
+        await session.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        await session.commit()
+    try:
+        behind = await client.get("/readyz")
+        assert behind.status_code == 503 and behind.headers["retry-after"] == "5"
+        assert "db upgrade" in behind.json()["hint"]
+        assert (await client.get("/healthz")).status_code == 200  # alive all the same
+    finally:
+        async with imported.session(write=True) as session:
+            await session.execute(text(f"UPDATE alembic_version SET version_num = '{head_revision()}'"))
+            await session.commit()

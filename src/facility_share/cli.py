@@ -139,10 +139,22 @@ def _summary_table(summary: Any) -> Table:
 
 async def run_import(settings: Settings, directory: Path, progress: Progress | None = None) -> Any:
     """Validate, then import in one write transaction; nothing is written if validation fails."""
+    summary, _ = await run_catalog_import(settings, directory, progress)
+    return summary
+
+
+async def run_catalog_import(settings: Settings, directory: Path, progress: Progress | None = None) -> tuple[Any, Any]:
+    """The catalogue and, if DIRECTORY has a ``policies`` folder, its policy versions, in one
+    write transaction; a defect in either writes nothing. Returns both summaries (the
+    second is None without a policies folder)."""
     from facility_share.catalog.files import load_catalog
     from facility_share.catalog.importer import import_catalog, known_files
     from facility_share.db import Database
+    from facility_share.finance.policy import load_policies
+    from facility_share.finance.policy_store import import_policies
 
+    policies_dir = directory / "policies"
+    policies = load_policies(policies_dir) if policies_dir.is_dir() else None
     database = Database(settings.database_url, null_pool=True)
     try:
         # Everything in one write transaction: what the database already holds decides
@@ -153,8 +165,9 @@ async def run_import(settings: Settings, directory: Path, progress: Progress | N
             task = progress.add_task("importing resources", total=total) if progress else None
             tick = (lambda n: progress.advance(task, n)) if progress and task is not None else None
             summary = await import_catalog(session, loaded, progress=tick)
+            policy_summary = await import_policies(session, policies) if policies is not None else None
             await session.commit()
-        return summary
+        return summary, policy_summary
     finally:
         await database.dispose()
 
@@ -169,12 +182,14 @@ def catalog_import(directory: Path, as_json: bool) -> None:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
     ) as progress:
-        summary = asyncio.run(run_import(settings, directory, progress))
+        summary, policy_summary = asyncio.run(run_catalog_import(settings, directory, progress))
     if as_json:
-        out.print_json(json.dumps(summary.as_dict()))
+        out.print_json(json.dumps({**summary.as_dict(), **({"policies": policy_summary.as_dict()} if policy_summary else {})}))
     else:
         out.print(_summary_table(summary))
         out.print("nothing changed" if summary.written == 0 else f"{summary.written} records written")
+        if policy_summary is not None:
+            _print_policy_summary(policy_summary)
 
 
 @catalog.command("export")
@@ -201,6 +216,71 @@ def catalog_export(fmt: str, output: Path | None) -> None:
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text)
+
+
+# --- policies -----------------------------------------------------------------------------
+
+
+@main.group()
+def policies() -> None:
+    """Subsidy-and-award policies (catalog/policies/*.toml): validate and import."""
+
+
+def _print_policy_summary(summary: Any) -> None:
+    parts = [f"{len(names)} {what}" for what, names in summary.as_dict().items() if names]
+    out.print("policies: " + (", ".join(parts) or "none"))
+    for what in ("created", "updated"):
+        for name in getattr(summary, what):
+            out.print(f"  {what}: {name}")
+
+
+@policies.command("validate")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("catalog/policies"))
+@reports_errors
+def policies_validate(directory: Path) -> None:
+    """Check the policy files in DIRECTORY without touching the database."""
+    from facility_share.finance.policy import load_policies
+
+    for item in load_policies(directory):
+        policy = item.policy
+        until = policy.effective_until or "further notice"
+        out.print(
+            f"[green]✓[/green] {item.source_file}: {policy.code} {policy.version}, in force {policy.effective_from} "
+            f"– {until}; {len(policy.subsidy.classes)} subsidy classes, {len(policy.award.grades)} grades; "
+            f"digest {item.digest[:12]}",
+            highlight=False, soft_wrap=True,
+        )
+
+
+async def run_policy_import(settings: Settings, directory: Path) -> Any:
+    """Validate the policy files, then import them in one write transaction."""
+    from facility_share.db import Database
+    from facility_share.finance.policy import load_policies
+    from facility_share.finance.policy_store import import_policies
+
+    loaded = load_policies(directory)
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        async with database.session(write=True) as session:
+            summary = await import_policies(session, loaded)
+            await session.commit()
+        return summary
+    finally:
+        await database.dispose()
+
+
+@policies.command("import")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("catalog/policies"))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@reports_errors
+def policies_import(directory: Path, as_json: bool) -> None:
+    """Import the policy versions in DIRECTORY: new ones are added, unchanged ones skipped; a
+    changed version that an approved settlement used is refused."""
+    summary = asyncio.run(run_policy_import(_settings(), directory))
+    if as_json:
+        out.print_json(json.dumps(summary.as_dict()))
+    else:
+        _print_policy_summary(summary)
 
 
 # --- closures -----------------------------------------------------------------------------
@@ -368,21 +448,319 @@ def bookings_sweep() -> None:
 
 
 @main.command("worker")
-@click.option("--interval", default=60, show_default=True, type=int, help="Seconds between sweeps.")
-@click.option("--once", is_flag=True, help="Run one round and exit.")
+@click.option("--interval", default=60, show_default=True, type=click.IntRange(min=1),
+              help="Seconds between periodic sweeps (expiry, no-shows, reminders, advances).")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64), help="Jobs run at once in this process.")
+@click.option("--once", is_flag=True, help="Schedule this tick's sweeps, run every job due now, and exit.")
+@click.option("--lease", "lease_seconds", default=120.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds a claimed job stays reserved; a job whose worker died is taken up again after it.")
+@click.option("--poll", "poll_seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between looks at the queue when it is empty.")
+@click.option("--import", "modules", multiple=True, metavar="MODULE",
+              help="Also load the job handlers MODULE registers (repeatable).")
 @reports_errors
-def worker(interval: int, once: bool) -> None:
-    """Run the periodic database sweeps (request expiry, no-shows) until stopped."""
-    import time
+def worker(interval: int, concurrency: int, once: bool, lease_seconds: float, poll_seconds: float, modules: tuple[str, ...]) -> None:
+    """Run background jobs from the database: the periodic sweeps (request expiry, no-shows,
+    reminders, advances of cancelled bookings and refunds waiting for Stripe, reconciliation with
+    Stripe when configured) and e-mail notifications, until SIGTERM (the current jobs finish)."""
+    import logging
+    import signal
+
+    from facility_share.db import Database
+    from facility_share.jobs.runner import Worker, load_handlers
 
     settings = _settings()
-    while True:
-        expired, no_shows = asyncio.run(sweep_once(settings))
-        if expired or no_shows:
-            out.print(f"expired {len(expired)} request(s); {len(no_shows)} no-show(s)")
-        if once:
-            return
-        time.sleep(interval)
+    if not logging.getLogger().handlers:
+        try:  # the service's own log format (JSON in production), where it is available
+            from facility_share.web.observability import configure_logging
+
+            configure_logging(getattr(settings, "log_format", "text"), getattr(settings, "log_level", "INFO"))
+        except ImportError:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s %(message)s")
+    load_handlers(modules)
+
+    async def run() -> int:
+        database = Database(settings.database_url, pool_size=concurrency + 2, max_overflow=2)
+        runner = Worker(database, settings, concurrency=concurrency, lease_seconds=lease_seconds, poll_seconds=poll_seconds,
+                        every_seconds=interval)
+        try:
+            if once:
+                await runner.schedule_once()
+                count = await runner.drain()
+                await runner.close()
+                return count
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await runner.run(stop)
+            return runner.processed
+        finally:
+            await database.dispose()
+
+    count = asyncio.run(run())
+    out.print(f"worker stopped: {count} job(s) run", highlight=False)
+
+
+# --- finance ----------------------------------------------------------------------------
+
+
+@main.group()
+def finance() -> None:
+    """Finance: usage reports, and settlements of subsidies and awards."""
+
+
+def _yuan_option(name: str, value: str | None) -> int | None:
+    from facility_share.catalog.records import yuan_to_fen
+    from facility_share.errors import InvalidInput
+
+    if value is None:
+        return None
+    try:
+        return yuan_to_fen(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: give the budget in yuan, e.g. 250000 or 250000.50 ({exc})") from None
+
+
+async def run_settle(settings: Settings, request: Any, *, approve: bool, by: str | None, progress: Progress | None = None) -> Any:
+    """Draft (and optionally approve) a settlement in one write transaction; returns its summary."""
+    from sqlalchemy import select
+
+    from facility_share.accounts.principal import Principal
+    from facility_share.accounts.services import load_principal
+    from facility_share.db import Database
+    from facility_share.db.models import User
+    from facility_share.errors import NotFound
+    from facility_share.finance import settlement_api, settlements
+
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        async with database.session(write=True) as session:
+            if by:
+                user_id = (await session.execute(select(User.id).where(User.email == by.strip().lower()))).scalar_one_or_none()
+                principal = await load_principal(session, user_id, "session") if user_id else None
+                if principal is None:
+                    raise NotFound(f"--by: no user {by!r}; name a finance or admin account")
+            else:
+                # The operator at the console acts with the platform's authority; the audit log
+                # records the change with no user.
+                principal = Principal(user_id=None, email="", name="command line", roles=frozenset({"admin"}), via="cli")  # type: ignore[arg-type]
+            task = progress.add_task(f"computing {request.period}", total=None) if progress else None
+            settlement = await settlement_api.draft(session, principal, request)
+            if progress and task is not None:
+                progress.update(task, total=1, completed=1)
+            if approve:
+                task = progress.add_task("approving (reading the inputs again)", total=None) if progress else None
+                settlement = await settlements.approve(session, principal, settlement.id,
+                                                       expected_results_digest=settlement.results_digest)
+                if progress and task is not None:
+                    progress.update(task, total=1, completed=1)
+            _s, policy = await settlements.load(session, settlement.id)
+            counts = (await settlement_api.line_counts(session, [settlement.id])).get(settlement.id, {})
+            summary = settlement_api.settlement_out(settlement, policy, counts)
+            await session.commit()
+        return summary
+    finally:
+        await database.dispose()
+
+
+def _settlement_table(rows: list[Any]) -> Table:
+    from facility_share.finance.settlement_exports import fen_to_yuan
+
+    table = Table("id", "period", "policy", "status", "subsidies (yuan)", "awards (yuan)", "results digest")
+    for s in rows:
+        table.add_row(str(s.id), s.period, f"{s.policy.code}@{s.policy.version}", s.status,
+                      f"{fen_to_yuan(s.subsidy_total_fen)} / {fen_to_yuan(s.subsidy_budget_fen)} ({s.subsidy_lines})",
+                      f"{fen_to_yuan(s.award_total_fen)} / {fen_to_yuan(s.award_budget_fen)} ({s.award_lines})",
+                      s.results_digest[:16])
+    return table
+
+
+def _settlement_json(rows: list[Any]) -> str:
+    import dataclasses
+
+    return json.dumps([dataclasses.asdict(s) for s in rows], ensure_ascii=False, default=str)
+
+
+@finance.command("settle")
+@click.option("--period", required=True, help="A year (2026), a quarter (2026-Q3) or a month (2026-07).")
+@click.option("--policy", "policy_code", required=True, help="Policy code, e.g. wuqing-default.")
+@click.option("--version", "policy_version", default=None, help="Policy version (default: the one in force for the period).")
+@click.option("--cutoff", default=None, help="Count payments until this ISO time with zone, e.g. 2026-10-15T00:00:00+08:00 (default: now).")
+@click.option("--subsidy-budget", default=None, metavar="YUAN", help="Subsidy budget (default: the policy's, prorated).")
+@click.option("--award-budget", default=None, metavar="YUAN", help="Award budget (default: the policy's, prorated).")
+@click.option("--approve", is_flag=True, help="Approve it at once (final; it can never be changed).")
+@click.option("--by", default=None, metavar="EMAIL", help="Act as this finance or admin account in the audit log.")
+@click.option("--json", "as_json", is_flag=True, help="Print the settlement as JSON.")
+@reports_errors
+def finance_settle(period: str, policy_code: str, policy_version: str | None, cutoff: str | None, subsidy_budget: str | None,
+                   award_budget: str | None, approve: bool, by: str | None, as_json: bool) -> None:
+    """Compute a settlement of subsidies and awards for a period (a draft unless --approve)."""
+    from datetime import datetime
+
+    from facility_share.errors import InvalidInput
+    from facility_share.finance import settlements
+    from facility_share.finance.settlement_exports import fen_to_yuan
+
+    cutoff_at = None
+    if cutoff:
+        try:
+            cutoff_at = datetime.fromisoformat(cutoff.strip())
+        except ValueError:
+            raise InvalidInput(f"--cutoff: expected an ISO time with zone, e.g. 2026-10-15T00:00:00+08:00, got {cutoff!r}") from None
+    request = settlements.DraftRequest(
+        period=period, policy_code=policy_code, policy_version=policy_version, cutoff_at=cutoff_at,
+        subsidy_budget_fen=_yuan_option("--subsidy-budget", subsidy_budget), award_budget_fen=_yuan_option("--award-budget", award_budget),
+        note="command line",
+    )
+    settings = _settings()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as progress:
+        summary = asyncio.run(run_settle(settings, request, approve=approve, by=by, progress=progress))
+    if as_json:
+        out.print_json(_settlement_json([summary]))
+        return
+    out.print(f"settlement #{summary.id} {summary.period} under {summary.policy.code}@{summary.policy.version}: {summary.status}")
+    out.print(f"  subsidies  {fen_to_yuan(summary.subsidy_total_fen)} of {fen_to_yuan(summary.subsidy_budget_fen)} yuan, "
+              f"{summary.subsidy_lines} enterprises")
+    out.print(f"  awards     {fen_to_yuan(summary.award_total_fen)} of {fen_to_yuan(summary.award_budget_fen)} yuan, "
+              f"{summary.award_lines} units")
+    out.print(f"  inputs digest  {summary.inputs_digest}")
+    out.print(f"  results digest {summary.results_digest}")
+    if summary.status == "draft":
+        out.print("review it at /finance/settlements/%d, then approve it there (or run again with --approve)" % summary.id)
+
+
+@finance.command("settlements")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@reports_errors
+def finance_settlements(as_json: bool) -> None:
+    """List settlements, newest period first, with totals and digests."""
+    from facility_share.db import Database
+    from facility_share.finance import settlement_api, settlements
+
+    async def run() -> list[Any]:
+        database = Database(_settings().database_url, null_pool=True)
+        try:
+            async with database.session() as session:
+                rows = await settlements.list_settlements(session)
+                counts = await settlement_api.line_counts(session, [s.id for s, _p in rows])
+                return [settlement_api.settlement_out(s, p, counts.get(s.id, {})) for s, p in rows]
+        finally:
+            await database.dispose()
+
+    rows = asyncio.run(run())
+    if as_json:
+        out.print_json(_settlement_json(rows))
+    elif rows:
+        out.print(_settlement_table(rows))
+    else:
+        out.print("no settlements yet (run: facility-share finance settle --period 2026-Q3 --policy wuqing-default)")
+
+
+async def run_report(settings: Settings, period: str, fmt: str, *, view: str | None = None, lang: str = "zh_CN",
+                     progress: Progress | None = None) -> tuple[bytes, Any]:
+    """Build a usage report and write it in ``fmt``; returns (content, report). Read-only."""
+    from facility_share.db import Database
+    from facility_share.finance import exports, reports
+
+    chosen = reports.parse_report_period(period)
+    task = progress.add_task(f"report {chosen.label}", total=len(reports.STEPS) + 1) if progress else None
+
+    def step(name: str) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, description=f"{chosen.label}: {name}", advance=1 if name != reports.STEPS[0] else 0)
+
+    database = Database(settings.database_url, null_pool=True)
+    try:
+        async with database.session() as session:
+            report = await reports.build_report(session, chosen, progress=step)
+    finally:
+        await database.dispose()
+    step("writing")
+    content, _media_type, _name = exports.export(report, fmt, view=view, lang=lang)
+    if progress is not None and task is not None:
+        progress.update(task, completed=len(reports.STEPS) + 1)
+    return content, report
+
+
+@finance.command("report")
+@click.option("--period", required=True, metavar="PERIOD",
+              help="2026, 2026-Q3, 2026-07, or a range of days 2026-07-01..2026-09-30 (local dates, both included).")
+@click.option("--format", "fmt", type=click.Choice(["xlsx", "csv", "json"]), default="xlsx", show_default=True)
+@click.option("--view", type=click.Choice(["unit", "resource", "enterprise", "month"]), default=None,
+              help="One view only (CSV holds one view: unit unless given).")
+@click.option("--lang", type=click.Choice(["zh_CN", "en"]), default="zh_CN", show_default=True, help="Language of headers and names.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="File to write (default: standard output; XLSX needs a file).")
+@reports_errors
+def finance_report(period: str, fmt: str, view: str | None, lang: str, output: Path | None) -> None:
+    """Usage report of PERIOD per unit, resource, enterprise and month, as XLSX, CSV or JSON."""
+    from facility_share.errors import InvalidInput
+
+    if fmt == "xlsx" and output is None:
+        raise InvalidInput("--output: an XLSX workbook is binary; name the file to write with -o FILE.xlsx")
+    settings = _settings()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        content, report = asyncio.run(run_report(settings, period, fmt, view=view, lang=lang, progress=progress))
+    if output is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return
+    output.write_bytes(content)
+    rows = {name: len(v.rows) for name, v in report.views.items()}
+    err.print(f"wrote {output} ({len(content):,} bytes): {report.period.label}, "
+              + ", ".join(f"{count} {name} rows" for name, count in rows.items()), highlight=False, soft_wrap=True)
+
+
+# --- payments ---------------------------------------------------------------------------
+
+
+@main.group()
+def payments() -> None:
+    """Online payments through Stripe."""
+
+
+@payments.command("reconcile")
+@click.option("--since", "since_raw", default=None, metavar="DATE",
+              help="Also check payments changed since DATE (YYYY-MM-DD, UTC; default: 7 days ago). Open ones are always checked.")
+@reports_errors
+def payments_reconcile(since_raw: str | None) -> None:
+    """Compare local payments with Stripe and repair what missed webhooks left behind."""
+    from datetime import UTC, datetime, timedelta
+
+    from facility_share.payments.reconcile import run_reconcile
+
+    try:
+        since = (datetime.fromisoformat(since_raw).replace(tzinfo=UTC) if since_raw
+                 else datetime.now(UTC) - timedelta(days=7))
+    except ValueError:
+        err.print(f"[red]error:[/red] --since: expected a date such as 2026-12-01, got {since_raw!r}", highlight=False)
+        sys.exit(2)
+    settings = _settings()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("reconciling payments with Stripe", total=None)
+
+        def started(total: int) -> None:
+            progress.update(task, total=total)
+
+        def step(changes: list[Any]) -> None:
+            for change in changes:
+                progress.console.print(str(change), highlight=False, soft_wrap=True)
+            progress.advance(task)
+
+        summary = asyncio.run(run_reconcile(settings, since, on_start=started, on_step=step))
+    for line in summary.swept:
+        out.print(line, highlight=False, soft_wrap=True)
+    for problem in summary.errors:
+        err.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+    out.print(f"{summary.checked} payment(s) checked since {since:%Y-%m-%d}; {summary.changed} repaired; "
+              f"{len(summary.changes)} change(s); {len(summary.swept)} advance or refund step(s); {len(summary.errors)} error(s)",
+              highlight=False, soft_wrap=True)
+    if summary.errors:
+        sys.exit(1)
 
 
 # --- demo -------------------------------------------------------------------------------
@@ -407,9 +785,11 @@ def demo_load(catalog_dir: Path | None, host: str, port: int) -> None:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
     ) as progress:
-        summary = asyncio.run(run_import(settings, directory, progress))
+        summary, policy_summary = asyncio.run(run_catalog_import(settings, directory, progress))
     counts = summary.as_dict()["resources"]
     out.print(f"catalogue: {sum(counts.values()) - counts['retired']} resources ({summary.written} records written)")
+    if policy_summary is not None:
+        _print_policy_summary(policy_summary)
     from facility_share.demo import load_demo
 
     accounts = asyncio.run(load_demo(settings))
@@ -424,28 +804,66 @@ def demo_load(catalog_dir: Path | None, host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (PostgreSQL for more than one).")
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
-@click.option("--access-log/--no-access-log", default=False, show_default=True,
-              help="Log every request (costs CPU on busy servers; a proxy usually logs them already).")
-def serve(host: str, port: int, workers: int, reload: bool, access_log: bool) -> None:
-    """Run the web service with uvicorn."""
+@click.option("--access-log/--no-access-log", default=None,
+              help="Log every request, with its request id [default: FACILITY_SHARE_ACCESS_LOG, off] "
+                   "(costs CPU on busy servers; a proxy usually logs them already).")
+@click.option("--proxy-headers/--no-proxy-headers", default=True, show_default=True,
+              help="Take the client's address and scheme from X-Forwarded-For/-Proto, when sent by one of the "
+                   "proxies in FACILITY_SHARE_FORWARDED_ALLOW_IPS.")
+@click.option("--shutdown-timeout", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Seconds requests in flight may take to finish after SIGTERM.")
+def serve(host: str, port: int, workers: int, reload: bool, access_log: bool | None, proxy_headers: bool,
+          shutdown_timeout: int) -> None:
+    """Run the web service with uvicorn.
+
+    With several workers the processes share their Prometheus metrics through the directory in
+    PROMETHEUS_MULTIPROC_DIR (a fresh temporary one unless set), emptied at start."""
+    import os
+    import shutil
+    import tempfile
+
     import uvicorn
 
     settings = _settings()  # fail fast, with one line, before any worker starts
     if workers > 1 and settings.is_sqlite:
         err.print("[yellow]note:[/yellow] several workers on SQLite serialise their writes; use PostgreSQL in production")
-    uvicorn.run(
-        "facility_share.web.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        proxy_headers=True,
-        forwarded_allow_ips="*" if host in ("127.0.0.1", "localhost") else None,
-        timeout_graceful_shutdown=20,
-        log_level="info",
-        access_log=access_log,
-    )
+    if access_log is not None:
+        # The worker processes build the app from the environment's settings.
+        os.environ["FACILITY_SHARE_ACCESS_LOG"] = "true" if access_log else "false"
+    # The directory must be in the environment before prometheus_client is imported here or in
+    # a worker process: it chooses multi-process mode at import.
+    metrics_dir, own_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR"), False
+    if workers > 1 and not reload and not metrics_dir:
+        metrics_dir, own_metrics_dir = tempfile.mkdtemp(prefix="facility-share-metrics-"), True
+    if metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        # Emptied of a previous run's files (counters would continue from it) before
+        # prometheus_client opens its own there.
+        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink(missing_ok=True)
+    from facility_share.web.observability import logging_config
+
+    try:
+        uvicorn.run(
+            "facility_share.web.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            timeout_graceful_shutdown=shutdown_timeout,
+            # Applied in every worker process before the app is built: JSON or text lines with
+            # the request id. The access lines come from the app (they carry the request id).
+            log_config=logging_config(settings.log_format, settings.log_level),
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    finally:
+        if own_metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":  # pragma: no cover

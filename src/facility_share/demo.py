@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from facility_share import audit
@@ -19,7 +19,7 @@ from facility_share.accounts.principal import Principal
 from facility_share.bookings import availability as av
 from facility_share.bookings import services as bookings
 from facility_share.db import Database
-from facility_share.db.models import Booking, Enterprise, ManagingUnit, Resource, UnitRelation, User, utcnow
+from facility_share.db.models import Booking, Enterprise, Job, ManagingUnit, Resource, UnitRelation, User, utcnow
 from facility_share.settings import Settings
 
 DEMO_PASSWORD = "demo-password-2026"
@@ -143,6 +143,7 @@ async def _past_booking(session: AsyncSession, *, code: str, enterprise: Enterpr
 
 async def load_demo(settings: Settings) -> str:
     """Create the demo accounts, enterprises, qualifications and bookings; returns the account list."""
+    started = utcnow()
     database = Database(settings.database_url, null_pool=True)
     try:
         async with database.session(write=True) as session:
@@ -151,6 +152,12 @@ async def load_demo(settings: Settings) -> str:
             if not exists:
                 agent_key = await _create(session)
                 await session.commit()
+        await _demo_settlements(database)
+        # The demo's invented history is not news: nobody is e-mailed about it (what people book
+        # and decide once the service runs is notified as usual).
+        async with database.session(write=True) as session:
+            await session.execute(delete(Job).where(Job.kind == "notify", Job.status == "queued", Job.created_at >= started))
+            await session.commit()
     finally:
         await database.dispose()
     lines = [f"  {role:<18} {email}" + (f"  ({', '.join(units)})" if units else "") for email, _n, role, units in STAFF]
@@ -252,6 +259,10 @@ async def _create(session: AsyncSession) -> str:
             await bookings.change_status(session, unit_manager, booking.id, decision, reason="已安排 / scheduled", now=now)
     await session.flush()
     await _usage_history(session, enterprises, members, admin, now)
+    from facility_share.payments.demo import add_demo_payments
+
+    # Yunqi's charges show online payments in every state (paid, refunded in part, processing, declined).
+    await add_demo_payments(session, yunqi.id, now)
     from facility_share.usage.services import create_agent_key
 
     _row, key = await create_agent_key(session, manager, "WQ-TJMAT-XRD01", "XRD 工作站 / XRD workstation")
@@ -326,3 +337,38 @@ async def _usage_history(session: AsyncSession, enterprises: dict[str, Enterpris
                                    user_id=members[customer.uscc], stars=rng.choice((3, 4, 4, 5, 5, 5)),
                                    comment=rng.choice(("", "数据质量好，响应及时。", "预约方便 / easy to book", "报告出具稍慢。"))))
     await session.flush()
+
+
+async def _demo_settlements(database: Database) -> None:
+    """Two settlements under the default policy, once its versions are loaded: the month before
+    last approved, last month still a draft (finance can review, recompute and approve it).
+
+    Idempotent: nothing is done if any settlement exists, if the policy or the finance account
+    is missing, or if a period cannot be settled (e.g. before the policy took effect).
+    """
+    from facility_share.db.models import PolicyVersion, Settlement
+    from facility_share.errors import FacilityShareError
+    from facility_share.finance import settlements
+
+    today = utcnow().astimezone(ZONE).date()
+    first = today.replace(day=1)
+    last_month = first - timedelta(days=1)
+    month_before = last_month.replace(day=1) - timedelta(days=1)
+    for label, approve in ((f"{month_before:%Y-%m}", True), (f"{last_month:%Y-%m}", False)):
+        async with database.session(write=True) as session:
+            if approve and (await session.execute(select(Settlement.id).limit(1))).first():
+                return
+            policy = (await session.execute(select(PolicyVersion.id).where(PolicyVersion.code == "wuqing-default").limit(1))).first()
+            finance = (await session.execute(select(User.id).where(User.email == "finance@demo.example.cn"))).first()
+            if policy is None or finance is None:
+                return
+            principal = await _principal(session, "finance@demo.example.cn")
+            try:
+                settlement = await settlements.create_draft(
+                    session, principal, settlements.DraftRequest(period=label, policy_code="wuqing-default", note="demo"))
+                if approve:
+                    await settlements.approve(session, principal, settlement.id, expected_results_digest=settlement.results_digest)
+            except FacilityShareError:
+                await session.rollback()
+                continue
+            await session.commit()

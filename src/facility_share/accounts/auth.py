@@ -62,7 +62,8 @@ class AuthenticationMiddleware(ASGIMiddleware):
         scope["auth"] = None
         scope["agent"] = None
         path: str = scope.get("path", "")
-        if path.startswith(("/static/", "/healthz")):
+        # /metrics needs no caller (it checks its own token) and must answer during an outage.
+        if path.startswith(("/static/", "/healthz", "/metrics")):
             await next_app(scope, receive, send)
             return
         db = scope["app"].state.db
@@ -125,8 +126,11 @@ def allowed(principal: Principal | None, level: str) -> bool:
     }[level]
 
 
-def access_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """The app-wide guard: the route's declared access level against the caller."""
+async def access_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """The app-wide guard: the route's declared access level against the caller.
+
+    A coroutine on purpose: Litestar runs a plain-function guard in its thread pool, a hop
+    (and GIL hand-over) on every request for what is a few dictionary look-ups."""
     level = handler.opt.get("access")
     if level is None:
         if connection.scope.get("path", "").startswith("/schema"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from stdnum.cn import uscc as uscc_number
 
@@ -59,13 +59,47 @@ def check_uscc(value: str) -> str:
 # --- principals --------------------------------------------------------------------------
 
 
-_PRINCIPAL_COLUMNS = (User.id, User.email, User.name, User.locale, User.enterprise_id, User.is_active, Enterprise.verified_at)
+# Every request resolves its caller, so these are Core statements over the tables (no ORM
+# objects) and one round trip each: the token or session, the user, the enterprise and the
+# role grants come together, one row per grant (or one row with no grant).
+_users, _enterprises, _grants = User.__table__, Enterprise.__table__, RoleGrant.__table__
+_api_tokens, _web_sessions = ApiToken.__table__, WebSession.__table__
+_PRINCIPAL_COLUMNS = (
+    _users.c.id, _users.c.email, _users.c.name, _users.c.locale, _users.c.enterprise_id, _users.c.is_active,
+    _enterprises.c.verified_at, _grants.c.role, _grants.c.unit_id.label("grant_unit_id"),
+)
 
 
-async def _principal_from_row(session: AsyncSession, row, via: str) -> Principal | None:  # type: ignore[no-untyped-def]
-    if row is None or not row.is_active:
+def _principal_query(base):  # type: ignore[no-untyped-def]
+    """The principal's columns over ``base`` (a FROM clause that contains ``users``)."""
+    return (
+        select(*_PRINCIPAL_COLUMNS)
+        .select_from(
+            base.outerjoin(_enterprises, _users.c.enterprise_id == _enterprises.c.id)
+            .outerjoin(_grants, _grants.c.user_id == _users.c.id)
+        )
+    )
+
+
+_PRINCIPAL_BY_ID = _principal_query(_users).where(_users.c.id == bindparam("user_id"))
+_PRINCIPAL_BY_TOKEN = (
+    _principal_query(_api_tokens.join(_users, _api_tokens.c.user_id == _users.c.id))
+    .add_columns(_api_tokens.c.expires_at, _api_tokens.c.revoked_at, _api_tokens.c.last_used_at)
+    .where(_api_tokens.c.token_hash == bindparam("token_hash"))
+)
+_PRINCIPAL_BY_SESSION = (
+    _principal_query(_web_sessions.join(_users, _web_sessions.c.user_id == _users.c.id))
+    .add_columns(_web_sessions.c.expires_at, _web_sessions.c.last_seen_at)
+    .where(_web_sessions.c.token_hash == bindparam("token_hash"))
+)
+
+
+def _principal_from_rows(rows, via: str) -> Principal | None:  # type: ignore[no-untyped-def]
+    """The principal from the rows of one of the statements above (one per role grant)."""
+    if not rows or not rows[0].is_active:
         return None
-    grants = (await session.execute(select(RoleGrant.role, RoleGrant.unit_id).where(RoleGrant.user_id == row.id))).all()
+    row = rows[0]
+    grants = [(r.role, r.grant_unit_id) for r in rows if r.role is not None]
     roles = {role for role, _unit in grants}
     if row.enterprise_id is not None:
         roles.add("enterprise_member")
@@ -82,31 +116,27 @@ async def _principal_from_row(session: AsyncSession, row, via: str) -> Principal
     )
 
 
-def _principal_query():  # type: ignore[no-untyped-def]
-    return select(*_PRINCIPAL_COLUMNS).outerjoin(Enterprise, User.enterprise_id == Enterprise.id)
+async def _rows(session: AsyncSession, statement, **params):  # type: ignore[no-untyped-def]
+    connection = await session.connection()
+    return (await connection.execute(statement, params)).all()
 
 
 async def load_principal(session: AsyncSession, user_id: int, via: str) -> Principal | None:
-    """The user with their roles, or None for a missing or deactivated account (two queries)."""
-    row = (await session.execute(_principal_query().where(User.id == user_id))).first()
-    return await _principal_from_row(session, row, via)
+    """The user with their roles, or None for a missing or deactivated account (one query)."""
+    return _principal_from_rows(await _rows(session, _PRINCIPAL_BY_ID, user_id=user_id), via)
 
 
 async def principal_for_token(session: AsyncSession, token: str) -> tuple[Principal | None, bool]:
     """The principal of a live API token, and whether its last-used time is due for a write."""
     now = utcnow()
-    row = (
-        await session.execute(
-            _principal_query()
-            .add_columns(ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at)
-            .join(ApiToken, ApiToken.user_id == User.id)
-            .where(ApiToken.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    rows = await _rows(session, _PRINCIPAL_BY_TOKEN, token_hash=hash_token(token))
+    if not rows:
+        return None, False
+    row = rows[0]
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None, False
     due = row.last_used_at is None or now - row.last_used_at > SESSION_TOUCH_EVERY
-    return await _principal_from_row(session, row, "token"), due
+    return _principal_from_rows(rows, "token"), due
 
 
 async def touch_api_token(session: AsyncSession, token: str) -> None:
@@ -116,17 +146,10 @@ async def touch_api_token(session: AsyncSession, token: str) -> None:
 async def principal_for_session(session: AsyncSession, token: str) -> tuple[Principal | None, bool]:
     """The principal of a live browser session, and whether its expiry is due for sliding."""
     now = utcnow()
-    row = (
-        await session.execute(
-            _principal_query()
-            .add_columns(WebSession.expires_at, WebSession.last_seen_at)
-            .join(WebSession, WebSession.user_id == User.id)
-            .where(WebSession.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None or row.expires_at <= now:
+    rows = await _rows(session, _PRINCIPAL_BY_SESSION, token_hash=hash_token(token))
+    if not rows or rows[0].expires_at <= now:
         return None, False
-    return await _principal_from_row(session, row, "session"), now - row.last_seen_at > SESSION_TOUCH_EVERY
+    return _principal_from_rows(rows, "session"), now - rows[0].last_seen_at > SESSION_TOUCH_EVERY
 
 
 # --- users and enterprises ---------------------------------------------------------------

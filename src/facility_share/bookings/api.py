@@ -12,7 +12,8 @@ from facility_share.accounts.principal import Principal
 from facility_share.bookings import schemas, services
 from facility_share.catalog import queries
 from facility_share.db.models import BOOKING_STATUSES
-from facility_share.web.deps import AppSettings, DbSession, RecordId
+from facility_share.settings import Settings
+from facility_share.web.deps import DbSession, RecordId
 from facility_share.web.openapi import error_responses
 
 Status = Literal[tuple(BOOKING_STATUSES)]  # type: ignore[valid-type]
@@ -53,21 +54,54 @@ class AvailabilityApi(Controller):
         return [schemas.FreeResource(r.code, r.name_zh, r.name_en, r.kind, r.unit.code, r.capacity) for r in free]
 
 
+def placed_out(placed: services.PlacedBooking, user_name: str) -> schemas.BookingOut:
+    """The confirmation of a booking just placed, from what the transaction already had."""
+    v = placed.values
+    return schemas.BookingOut(
+        id=placed.id,
+        resource_code=placed.resource.code,
+        resource_name_zh=placed.resource.name_zh,
+        resource_name_en=placed.resource.name_en,
+        unit_code=placed.unit_code,
+        enterprise_uscc=placed.enterprise_uscc,
+        enterprise_name=placed.enterprise_name,
+        user_name=user_name,
+        start=v["starts_at"],
+        end=v["ends_at"],
+        quantity=v["quantity"],
+        samples=v["samples"],
+        mode=v["mode"],
+        purpose=v["purpose"],
+        status=v["status"],
+        decision_deadline=v["decision_deadline"],
+        decision_reason=v["decision_reason"],
+        customer_class=v["customer_class"],
+        estimate_fen=v["estimate_fen"],
+        version=v["version"],
+        created_at=v["created_at"],
+        updated_at=v["updated_at"],
+    )
+
+
 class BookingApi(Controller):
     path = "/api/v1/bookings"
     tags = ["bookings"]
 
     @post("/", summary="Request a booking (enterprise members of verified enterprises)", status_code=201,
           opt={"access": "enterprise"}, responses=error_responses(400, 401, 403, 404, 409))
-    async def create(self, request: Request, db_session: DbSession, settings: AppSettings, data: JSONBody[schemas.BookingIn]) -> schemas.BookingOut:
+    async def create(self, request: Request, db_session: DbSession, data: JSONBody[schemas.BookingIn]) -> schemas.BookingOut:
+        # Settings come from the application state, not as a second injected dependency:
+        # Litestar resolves two dependencies of one handler concurrently, in a task group with
+        # a task each, which costs more than the rest of the handler's framework overhead.
+        settings: Settings = request.app.state.settings
         principal: Principal = request.user
-        booking = await services.request_booking(
+        placed = await services.place_booking(
             db_session, principal,
             services.BookingInput(data.resource_code, data.start, data.end, data.quantity, data.mode, data.purpose, data.samples),
             max_open_requests=settings.max_open_requests,
         )
         await db_session.commit()
-        return schemas.booking_out(booking, user_name=principal.name)
+        return placed_out(placed, principal.name)
 
     @get("/", summary="Bookings the caller may see (own enterprise, managed units, or all for finance)",
          opt={"access": "authenticated"}, responses=error_responses(400, 401))

@@ -13,15 +13,17 @@ Callers own the transaction: these functions flush, the handler or command commi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
+from types import SimpleNamespace
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, literal_column, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload
 
-from facility_share import audit
+from facility_share import audit, notifications
 from facility_share.accounts.principal import Principal
 from facility_share.accounts.services import qualified_until
 from facility_share.billing.pricing import FeeRule, customer_class
@@ -30,6 +32,7 @@ from facility_share.bookings.lifecycle import BookingState, decision_deadline, n
 from facility_share.bookings.rules import BookingRules, Context, Request, check_request
 from facility_share.db.models import (
     ACTIVE_STATUSES,
+    AuditEvent,
     Booking,
     Closure,
     Enterprise,
@@ -273,16 +276,22 @@ def price_estimate(resource: Resource, calendar: av.ResourceCalendar, enterprise
 
     It is the charge that usage exactly as booked would get: the same pricing function.
     """
-    from facility_share.usage.charging import parse_peak_hours, price_service
+    from facility_share.usage.charging import parse_peak_hours
 
     klass = customer_class(relation, enterprise.registered_in_district)
-    units = count_units(calendar, span) if resource.booking_unit != "slot" else 0
-    priced = price_service(
-        fee_rules_of(resource.fee_items), klass, start=span.start, end=span.end, samples=samples, units=units,
-        booking_unit=resource.booking_unit, peak_hours=parse_peak_hours(resource.peak_hours or []),
-        timezone=resource.timezone, quantity=quantity,
-    )
-    return klass, priced.total_fen
+    return klass, _estimate_fen(fee_rules_of(resource.fee_items), parse_peak_hours(resource.peak_hours or []), calendar, klass,
+                                span, samples, quantity)
+
+
+def _estimate_fen(fee_rules: Sequence[FeeRule], peak_hours: Sequence[tuple[int, time, time]], calendar: av.ResourceCalendar,
+                  klass: str, span: av.Interval, samples: int, quantity: int) -> int:
+    from facility_share.usage.charging import price_service
+
+    units = count_units(calendar, span) if calendar.booking_unit != "slot" else 0
+    return price_service(
+        fee_rules, klass, start=span.start, end=span.end, samples=samples, units=units, booking_unit=calendar.booking_unit,
+        peak_hours=peak_hours, timezone=calendar.timezone, quantity=quantity,
+    ).total_fen
 
 
 async def expire_overdue(session: AsyncSession, now: datetime, *, resource_id: int | None = None) -> list[int]:
@@ -304,12 +313,206 @@ async def expire_overdue(session: AsyncSession, now: datetime, *, resource_id: i
     for booking_id in expired:
         audit.record(session, action="expire", entity="booking", entity_id=booking_id, actor_id=None, actor_kind="system",
                      before={"status": "requested"}, after={"status": "expired"}, reason="not decided before the deadline", at=now)
+    await notifications.bookings_expired(session, expired)
     return expired
 
 
-async def request_booking(session: AsyncSession, principal: Principal, data: BookingInput, *, max_open_requests: int,
-                          now: datetime | None = None) -> Booking:
-    """Check every rule and insert the booking, atomically with respect to capacity.
+# --- the booking transaction ------------------------------------------------------------------
+#
+# The busiest write of the platform, so it is written for few round trips and little work per
+# request: Core statements over the tables (no ORM objects), the resource's definition from a
+# per-process cache, and one statement for everything read under the lock. On PostgreSQL:
+# lock, read, insert (with its audit event), commit.
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDefinition:
+    """What a booking request needs to know of a resource, as plain data.
+
+    Built from the resource's rows (rules, opening hours, fee items) and kept per process
+    between requests; ``stamp`` names the version of the resource row it was built from.
+    """
+
+    id: int
+    code: str
+    kind: str
+    parent_id: int | None
+    unit_id: int
+    name_zh: str
+    name_en: str
+    open_for_sharing: bool
+    calendar: av.ResourceCalendar  # without closures: those are read with each request
+    rules: BookingRules
+    fee_rules: tuple[FeeRule, ...]
+    peak_hours: tuple[tuple[int, time, time], ...]
+    stamp: tuple[Any, ...]
+
+
+def definition_of(resource: Resource) -> ResourceDefinition:
+    """The definition of a resource loaded with its opening hours and fee items."""
+    from facility_share.usage.charging import parse_peak_hours
+
+    return ResourceDefinition(
+        id=resource.id, code=resource.code, kind=resource.kind, parent_id=resource.parent_id, unit_id=resource.unit_id,
+        name_zh=resource.name_zh, name_en=resource.name_en, open_for_sharing=resource.open_for_sharing,
+        calendar=calendar_of(resource, ()), rules=rules_of(resource), fee_rules=tuple(fee_rules_of(resource.fee_items)),
+        peak_hours=tuple(parse_peak_hours(resource.peak_hours or [])),
+        stamp=_stamp(resource.id, resource.updated_at, resource.content_hash),
+    )
+
+
+def _stamp(resource_id: int, updated_at: datetime, content_hash: str) -> tuple[Any, ...]:
+    return (resource_id, updated_at, content_hash)
+
+
+# Keyed by (database, code). Whatever changes a resource's rules, hours or fees updates its row
+# (the catalogue import rewrites the row with the hours and fees it replaces; ``updated_at`` is
+# set on every UPDATE), so a definition whose stamp matches the row read under the booking
+# lock is current. A process talks to one database in production, to several in tests.
+_definitions: dict[tuple[Any, str], ResourceDefinition] = {}
+DEFINITION_CACHE_SIZE = 4096
+
+
+async def resource_definition(session: AsyncSession, code: str, stamp: tuple[Any, ...]) -> ResourceDefinition:
+    """The definition of the current resource ``code`` whose row has ``stamp``; from the cache
+    when the stamp matches, else read (and cached)."""
+    key = (session.bind.sync_engine.url, code)
+    cached = _definitions.get(key)
+    if cached is not None and cached.stamp == stamp:
+        return cached
+    definition = definition_of(await load_resource(session, code))
+    if len(_definitions) >= DEFINITION_CACHE_SIZE:
+        _definitions.clear()
+    _definitions[key] = definition
+    return definition
+
+
+_resources, _bookings, _closures = Resource.__table__, Booking.__table__, Closure.__table__
+_enterprises, _relations, _units, _audit = Enterprise.__table__, UnitRelation.__table__, ManagingUnit.__table__, AuditEvent.__table__
+
+# The resource row locked (PostgreSQL; SQLite's write transaction already holds the database's
+# lock), with the stamp of its definition and the booking enterprise's side of the price.
+# Nothing read here may decide capacity: rows joined to a locking statement are read as of
+# its start, possibly before the previous holder of the lock committed.
+_LOCK_RESOURCE = (
+    select(
+        _resources.c.id, _resources.c.updated_at, _resources.c.content_hash, _units.c.code.label("unit_code"),
+        _enterprises.c.registered_in_district, _enterprises.c.uscc, _enterprises.c.name.label("enterprise_name"),
+        _relations.c.relation,
+    )
+    .select_from(
+        _resources.join(_units, _units.c.id == _resources.c.unit_id)
+        .join(_enterprises, _enterprises.c.id == bindparam("enterprise_id"))
+        .outerjoin(_relations, and_(_relations.c.enterprise_id == _enterprises.c.id, _relations.c.unit_id == _resources.c.unit_id))
+    )
+    .where(_resources.c.code == bindparam("code"), _resources.c.retired_at.is_(None))
+    .with_for_update(of=_resources)
+)
+
+# Read once the lock is held (a statement of its own, so it sees every booking committed
+# before): 0 = active bookings near the request (the index range is bounded as in
+# ``active_loads``), 1 = closures of the resource and its workshop, 2 = a marker if the
+# resource has requests past their decision deadline (to expire before counting), and, for
+# resources that need approval, 3 = the enterprise's open requests.
+_NEAR_PARTS = (
+    select(literal_column("0").label("part"), _bookings.c.starts_at, _bookings.c.ends_at, _bookings.c.quantity).where(
+        _bookings.c.resource_id == bindparam("resource_id"),
+        _bookings.c.starts_at >= bindparam("reach"),
+        _bookings.c.starts_at < bindparam("end"),
+        _bookings.c.ends_at > bindparam("start"),
+        _bookings.c.status.in_(ACTIVE_STATUSES),
+    ),
+    select(literal_column("1"), _closures.c.starts_at, _closures.c.ends_at, literal_column("0")).where(
+        _closures.c.resource_id.in_([bindparam("resource_id"), bindparam("parent_id")]),
+        _closures.c.starts_at < bindparam("closures_end"),
+        _closures.c.ends_at > bindparam("closures_start"),
+    ),
+    select(literal_column("2"), null(), null(), literal_column("0")).where(
+        exists().where(
+            _bookings.c.resource_id == bindparam("resource_id"),
+            _bookings.c.status == "requested",
+            _bookings.c.decision_deadline <= bindparam("now"),
+        )
+    ),
+)
+_OPEN_REQUESTS = select(literal_column("3"), null(), null(), func.count()).where(
+    _bookings.c.enterprise_id == bindparam("enterprise_id"), _bookings.c.status == "requested"
+)
+_NEAR = union_all(*_NEAR_PARTS)
+_NEAR_AND_OPEN_REQUESTS = union_all(*_NEAR_PARTS, _OPEN_REQUESTS)
+
+_BOOKING_COLUMNS = (
+    "resource_id", "enterprise_id", "user_id", "starts_at", "ends_at", "quantity", "samples", "exclusive", "mode", "purpose",
+    "status", "decision_deadline", "decided_at", "decision_reason", "customer_class", "estimate_fen", "version", "created_at",
+    "updated_at",
+)
+_INSERT_BOOKING = insert(_bookings).values({name: bindparam(name) for name in _BOOKING_COLUMNS}).returning(_bookings.c.id)
+_AUDIT_VALUES = {
+    "at": bindparam("at", type_=_audit.c.at.type),
+    "actor_id": bindparam("actor_id", type_=_audit.c.actor_id.type),
+    "actor_kind": literal_column("'user'"),
+    "action": bindparam("action", type_=_audit.c.action.type),
+    "entity": literal_column("'booking'"),
+    "after": bindparam("after", type_=_audit.c.after.type),
+    "reason": literal_column("''"),
+}
+_INSERT_AUDIT = insert(_audit).values(entity_id=bindparam("entity_id", type_=_audit.c.entity_id.type), **_AUDIT_VALUES)
+# PostgreSQL: the booking and its audit event in one statement.
+_placed = _INSERT_BOOKING.cte("placed")
+_INSERT_BOOKING_AND_AUDIT = (
+    insert(_audit)
+    .from_select(
+        [*_AUDIT_VALUES, "entity_id"],
+        select(*_AUDIT_VALUES.values(), _placed.c.id).select_from(_placed),
+    )
+    .returning(_audit.c.entity_id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedBooking:
+    """A booking just inserted, with what its confirmation shows of the resource and enterprise."""
+
+    id: int
+    resource: ResourceDefinition
+    unit_code: str
+    enterprise_uscc: str
+    enterprise_name: str
+    values: dict[str, Any]  # the booking's columns, as inserted
+
+
+@dataclass(frozen=True, slots=True)
+class _Near:
+    loads: list[av.Load]
+    closures: tuple[av.Interval, ...]
+    overdue: bool
+    open_requests: int
+
+
+async def _near(connection: Any, resource: ResourceDefinition, data: BookingInput, enterprise_id: int, now: datetime) -> _Near:
+    statement = _NEAR_AND_OPEN_REQUESTS if resource.rules.approval_required else _NEAR
+    rows = await connection.execute(statement, {
+        "resource_id": resource.id, "parent_id": resource.parent_id, "enterprise_id": enterprise_id, "now": now,
+        "reach": data.start - av.MAX_BOOKING, "start": data.start, "end": data.end,
+        "closures_start": data.start - timedelta(days=1), "closures_end": data.end + timedelta(days=1),
+    })
+    loads, closures, overdue, open_requests = [], [], False, 0
+    for part, starts_at, ends_at, number in rows:
+        if part == 0:
+            loads.append(av.Load(starts_at, ends_at, number))
+        elif part == 1:
+            closures.append(av.Interval(starts_at, ends_at))
+        elif part == 2:
+            overdue = True
+        else:
+            open_requests = number
+    return _Near(loads, tuple(closures), overdue, open_requests)
+
+
+async def place_booking(session: AsyncSession, principal: Principal, data: BookingInput, *, max_open_requests: int,
+                        now: datetime | None = None) -> PlacedBooking:
+    """Check every rule and insert the booking with its audit event, atomically with respect
+    to capacity (see the module docstring).
 
     Raises:
         Forbidden: not an enterprise member, or the enterprise is not verified yet.
@@ -322,13 +525,16 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
         raise Forbidden("only members of an enterprise can book; register your enterprise first")
     if not principal.enterprise_verified:
         raise Forbidden("your enterprise has not been verified yet; you can browse, and book once an admin verifies it")
-    resource = await load_resource(session, data.resource_code)
+    if session.new or session.deleted or session.dirty:
+        await session.flush()  # the Core statements below must see what the caller changed
+    connection = await session.connection()
+    row = (await connection.execute(_LOCK_RESOURCE, {"code": data.resource_code, "enterprise_id": principal.enterprise_id})).first()
+    if row is None:
+        raise NotFound(f"no resource with code {data.resource_code!r}")
+    resource = await resource_definition(session, data.resource_code, _stamp(row.id, row.updated_at, row.content_hash))
     if resource.kind == "workshop" and await _has_lines(session, resource.id):
         raise InvalidInput("this workshop is booked by line or bay; choose one of its lines")
-    enterprise = await session.get(Enterprise, principal.enterprise_id)
-    assert enterprise is not None
-    relation = await relation_to_unit(session, enterprise.id, resource.unit_id)
-    if not resource.open_for_sharing and relation != "internal":
+    if not resource.open_for_sharing and row.relation != "internal":
         raise Forbidden("this resource is not open for sharing; only its own unit can book it")
     check_bounds(data.start, data.end)
     if data.samples < 0 or data.samples > 10_000:
@@ -336,68 +542,84 @@ async def request_booking(session: AsyncSession, principal: Principal, data: Boo
     if len(data.purpose) > 2000:
         raise InvalidInput("purpose: at most 2000 characters")
 
-    await lock_resource(session, resource.id)
-    await expire_overdue(session, now, resource_id=resource.id)
-    span = av.Interval(data.start, data.end)
-    calendar = calendar_of(resource, await closures_in(session, resource, data.start - timedelta(days=1), data.end + timedelta(days=1)))
-    # The open-request limit guards against requests hoarding slots; bookings approved
-    # automatically are not requests.
-    open_requests = 0
-    if resource.approval_required:
-        open_requests = (
-            await session.execute(
-                select(func.count()).where(Booking.enterprise_id == enterprise.id, Booking.status == "requested")
-            )
-        ).scalar_one()
+    near = await _near(connection, resource, data, principal.enterprise_id, now)
+    if near.overdue:
+        # Overdue requests hold no slot: expire them (with their audit events), then read again.
+        await expire_overdue(session, now, resource_id=resource.id)
+        near = await _near(connection, resource, data, principal.enterprise_id, now)
+    rules = resource.rules
+    calendar = replace(resource.calendar, closures=near.closures)
     context = Context(
         now=now,
-        loads=await active_loads(session, resource.id, data.start, data.end) if data.end > data.start else (),
+        loads=near.loads if data.end > data.start else (),
         qualified_until=(
             await qualified_until(session, principal.user_id, resource.id) if data.mode == "self_operated" else None
         ),
-        open_requests=open_requests,
+        # The open-request limit guards against requests hoarding slots; bookings approved
+        # automatically are not requests.
+        open_requests=near.open_requests if rules.approval_required else 0,
         max_open_requests=max_open_requests,
     )
-    violations = check_request(rules_of(resource), calendar, Request(data.start, data.end, data.quantity, data.mode), context)
+    violations = check_request(rules, calendar, Request(data.start, data.end, data.quantity, data.mode), context)
     if violations:
         detail = [{"rule": v.rule, "message": str(v)} for v in violations]
         if all(v.rule == "capacity" for v in violations):
             raise Conflict(str(violations[0]), detail=detail)
         raise InvalidInput("; ".join(str(v) for v in violations), detail=detail)
 
-    klass, estimate_fen = price_estimate(resource, calendar, enterprise, relation, span, data.samples, data.quantity)
-    status = "requested" if resource.approval_required else "approved"
-    booking = Booking(
-        resource_id=resource.id,
-        enterprise_id=enterprise.id,
-        user_id=principal.user_id,
-        starts_at=data.start,
-        ends_at=data.end,
-        quantity=data.quantity,
-        samples=data.samples,
-        exclusive=resource.capacity == 1,
-        mode=data.mode,
-        purpose=data.purpose.strip(),
-        status=status,
-        decision_deadline=decision_deadline(now, data.start) if status == "requested" else None,
-        decided_at=now if status == "approved" else None,
-        decision_reason="" if status == "requested" else "approved automatically",
-        customer_class=klass,
-        estimate_fen=estimate_fen,
-        created_at=now,
-        updated_at=now,
-    )
-    # The response is built from these rows without reading them back.
-    booking.resource, booking.enterprise = resource, enterprise
-    session.add(booking)
+    klass = customer_class(row.relation, row.registered_in_district)
+    estimate_fen = _estimate_fen(resource.fee_rules, resource.peak_hours, calendar, klass, av.Interval(data.start, data.end),
+                                 data.samples, data.quantity)
+    status = "requested" if rules.approval_required else "approved"
+    values = {
+        "resource_id": resource.id,
+        "enterprise_id": principal.enterprise_id,
+        "user_id": principal.user_id,
+        "starts_at": data.start,
+        "ends_at": data.end,
+        "quantity": data.quantity,
+        "samples": data.samples,
+        "exclusive": calendar.capacity == 1,
+        "mode": data.mode,
+        "purpose": data.purpose.strip(),
+        "status": status,
+        "decision_deadline": decision_deadline(now, data.start) if status == "requested" else None,
+        "decided_at": now if status == "approved" else None,
+        "decision_reason": "" if status == "requested" else "approved automatically",
+        "customer_class": klass,
+        "estimate_fen": estimate_fen,
+        "version": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    audit_values = {
+        "at": now,
+        "actor_id": principal.user_id,
+        "action": "request" if status == "requested" else "request_auto_approved",
+        "after": audit.snapshot(SimpleNamespace(**values), AUDITED),
+    }
     try:
-        await session.flush()
+        if connection.dialect.name == "postgresql":
+            booking_id = (await connection.execute(_INSERT_BOOKING_AND_AUDIT, {**values, **audit_values})).scalar_one()
+        else:
+            booking_id = (await connection.execute(_INSERT_BOOKING, values)).scalar_one()
+            await connection.execute(_INSERT_AUDIT, {**audit_values, "entity_id": booking_id})
     except IntegrityError as exc:
         if getattr(exc.orig, "sqlstate", None) == "23P01":
             raise Conflict("that time has just been booked by someone else; choose another time") from None
         raise
-    audit.record(session, action="request" if status == "requested" else "request_auto_approved", entity="booking",
-                 entity_id=booking.id, actor_id=principal.user_id, after=audit.snapshot(booking, AUDITED), at=now)
+    await notifications.booking_event(session, audit_values["action"], booking_id)
+    return PlacedBooking(booking_id, resource, row.unit_code, row.uscc, row.enterprise_name, values)
+
+
+async def request_booking(session: AsyncSession, principal: Principal, data: BookingInput, *, max_open_requests: int,
+                          now: datetime | None = None) -> Booking:
+    """``place_booking``, returning the booking as an ORM object of ``session`` (no extra query),
+    for callers that go on to change it. Raises as ``place_booking``."""
+    placed = await place_booking(session, principal, data, max_open_requests=max_open_requests, now=now)
+    booking = Booking(id=placed.id, **placed.values, decided_by_id=None)
+    make_transient_to_detached(booking)
+    session.add(booking)
     return booking
 
 
@@ -450,6 +672,7 @@ async def change_status(session: AsyncSession, principal: Principal, booking_id:
     await session.flush()
     audit.record(session, action=action, entity="booking", entity_id=booking.id, actor_id=principal.user_id,
                  before=before, after=audit.snapshot(booking, AUDITED), reason=reason.strip(), at=now)
+    await notifications.booking_event(session, action, booking.id)
     return booking
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -10,8 +11,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# The stream lives at the top of the repository (and is copied beside the package in images).
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+# The stream lives at the top of the repository. An installed package (the container image
+# installs it into a virtual environment, not from the source tree) is told where the copied
+# folder is by FACILITY_SHARE_MIGRATIONS_DIR.
+MIGRATIONS_DIR = Path(os.environ.get("FACILITY_SHARE_MIGRATIONS_DIR") or Path(__file__).resolve().parents[3] / "migrations")
 
 
 def compare_server_default(context, inspected_column, metadata_column, inspected_default, metadata_default, rendered_default):  # type: ignore[no-untyped-def]

@@ -40,6 +40,7 @@ from facility_share.db.models import (
     Charge,
     Enterprise,
     ManagingUnit,
+    Payment,
     Rating,
     Resource,
     UsageLog,
@@ -102,6 +103,8 @@ SERVICE_ERRORS: list[tuple[re.Pattern[str], str]] = [
         (r"^the session is still open", N_("The session is still open; check it out first.")),
         (r"^charge \d+ of this session is already paid",
          N_("The charge of this session is already paid; record the correction as a separate refund or adjustment.")),
+        (r"^charge \d+ of this session is being paid online",
+         N_("A payment of this session's charge is being confirmed by Stripe; correct the session once Stripe has answered.")),
         (r"^this session was changed at the same time", N_("Someone else changed this session at the same time; reload and try again.")),
         (r"^no charge \d+", N_("There is no such charge in the units you manage.")),
         (r"^method: ", N_("Choose how it was paid: bank transfer, invoice or cash.")),
@@ -132,17 +135,22 @@ class UsageWords(BookingWords):
         }.get(source, source)
 
     def charge_status(self, status: str) -> str:
-        return {"unpaid": self._("Unpaid"), "paid": self._("Paid"), "void": self._("Void")}.get(status, status)
+        return {"unpaid": self._("Unpaid"), "paid": self._("Paid"), "void": self._("Void"), "processing": self._("Processing"),
+                "refunded": self._("Refunded")}.get(status, status)
 
     def method(self, method: str) -> str:
         return {
             "bank_transfer": self._("Bank transfer"),
             "invoice": self._("Invoice"),
             "cash": self._("Cash"),
+            "card": self._("Card"),
+            "alipay": self._("Alipay"),
+            "wechat_pay": self._("WeChat Pay"),
+            "advance": self._("Advance payment"),
         }.get(method, method)
 
     def charge_kind(self, kind: str) -> str:
-        return {"service": self._("Service"), "no_show": self._("No-show fee")}.get(kind, kind)
+        return {"service": self._("Service"), "no_show": self._("No-show fee"), "advance": self._("Advance payment")}.get(kind, kind)
 
     def basis(self, basis: str) -> str:
         return {
@@ -704,10 +712,36 @@ class EnterpriseUsagePages(Controller):
                 ).all()
             )
         unpaid = [c for c, _r in rows if c.status == "unpaid"]
+        # The latest online attempt of each unpaid charge, to show why it was declined.
+        declined: dict[int, str] = {}
+        if unpaid:
+            for payment in (
+                await db_session.execute(
+                    select(Payment).where(Payment.charge_id.in_([c.id for c in unpaid]), Payment.provider == "stripe")
+                    .order_by(Payment.id)
+                )
+            ).scalars():
+                declined[payment.charge_id] = payment.failure_message if payment.status == "failed" else ""
+        # Approved bookings still ahead, with a fee estimate and no advance yet: payable before the slot.
+        payable: list[Any] = []
+        if principal.enterprise_id is not None:
+            advanced = select(Charge.id).where(Charge.booking_id == Booking.id, Charge.kind == "advance", Charge.status != "void")
+            payable = list(
+                (
+                    await db_session.execute(
+                        select(Booking, Resource).join(Resource, Booking.resource_id == Resource.id)
+                        .where(Booking.enterprise_id == principal.enterprise_id, Booking.status == "approved",
+                               Booking.starts_at > utcnow(), Booking.estimate_fen > 0, ~advanced.exists())
+                        .order_by(Booking.starts_at).limit(50)
+                    )
+                ).all()
+            )
         return render(
             request, i18n, "usage/my_charges.html",
-            rows=rows, words=UsageWords(i18n), unpaid_count=len(unpaid), unpaid_total=sum(c.total_fen for c in unpaid),
-            paid_total=sum(c.total_fen for c, _r in rows if c.status == "paid"),
+            rows=rows, words=UsageWords(i18n), unpaid_count=len(unpaid), payable=payable,
+            unpaid_total=sum(c.total_fen - c.paid_fen for c in unpaid),
+            paid_total=sum(c.paid_fen - c.refunded_fen for c, _r in rows),
+            declined=declined, online=request.app.state.settings.stripe_enabled,
         )
 
     @get("/me/usage", name="my-usage", cache=False)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from facility_share import audit
+from facility_share import audit, notifications
 from facility_share.accounts.principal import Principal
 from facility_share.accounts.security import hash_token, new_token
 from facility_share.accounts.services import qualified_until
@@ -122,6 +122,12 @@ async def issue_charge(session: AsyncSession, log: UsageLog, resource: Resource,
     await session.flush()
     audit.record(session, action="issue", entity="charge", entity_id=charge.id, actor_id=log.recorded_by_id,
                  actor_kind="system", after={"total_fen": charge.total_fen, "usage_log_id": log.id})
+    await notifications.charge_issued(session, charge.id)
+    if booking is not None:
+        # A booking paid in advance: the advance covers the fee, its surplus goes back.
+        from facility_share.payments.advances import apply_advance
+
+        await apply_advance(session, charge, actor_id=log.recorded_by_id)
     return charge
 
 
@@ -133,17 +139,24 @@ async def _void_charges_of_session(session: AsyncSession, session_id: int, actor
         )
     ).scalars().all()
     for charge in charges:
-        if charge.status == "paid":
+        if charge.status == "processing":
+            raise Conflict(f"charge {charge.id} of this session is being paid online; correct it once Stripe has answered")
+        if charge.status == "paid" or charge.paid_fen > charge.refunded_fen:
+            # Money was received on it (in full, or in part from an advance): it cannot vanish.
             raise Conflict(
                 f"charge {charge.id} of this session is already paid; record the correction as a separate refund or adjustment"
             )
+        before = {"status": charge.status}
         charge.status, charge.void_reason = "void", reason[:500]
         audit.record(session, action="void", entity="charge", entity_id=charge.id, actor_id=actor_id,
-                     before={"status": "unpaid"}, after={"status": "void"}, reason=reason)
+                     before=before, after={"status": "void"}, reason=reason)
 
 
 async def mark_paid(session: AsyncSession, principal: Principal, charge_id: int, *, method: str, reference: str) -> Charge:
-    """A manager records an offline payment (bank transfer or invoice)."""
+    """A manager records an offline payment (bank transfer, invoice or cash) of what is
+    outstanding: an offline payment row, with the charge's sums and status kept in step."""
+    from facility_share.payments import ledger
+
     charge = await session.get(Charge, charge_id)
     resource = await session.get(Resource, charge.resource_id) if charge else None
     if charge is None or resource is None or not principal.manages(resource.unit_id):
@@ -152,13 +165,13 @@ async def mark_paid(session: AsyncSession, principal: Principal, charge_id: int,
         raise InvalidInput("method: expected bank_transfer, invoice or cash")
     if not reference.strip():
         raise InvalidInput("reference: give the bank transfer number or the invoice number")
+    charge = await ledger.locked_charge(session, charge_id)
     if charge.status != "unpaid":
         raise Conflict(f"the charge is {charge.status}; only unpaid charges can be marked paid")
-    charge.status, charge.paid_at = "paid", utcnow()
-    charge.payment_method, charge.payment_reference = method, reference.strip()[:100]
-    await session.flush()
+    before = {"status": charge.status}
+    await ledger.record_offline_payment(session, charge, method=method, reference=reference.strip(), actor_id=principal.user_id)
     audit.record(session, action="mark_paid", entity="charge", entity_id=charge.id, actor_id=principal.user_id,
-                 before={"status": "unpaid"}, after={"status": "paid", "method": method, "reference": charge.payment_reference})
+                 before=before, after={"status": charge.status, "method": method, "reference": charge.payment_reference})
     return charge
 
 
@@ -475,6 +488,7 @@ async def sweep_no_shows(session: AsyncSession, now: datetime | None = None) -> 
             await session.flush()
             audit.record(session, action="issue", entity="charge", entity_id=charge.id, actor_id=None, actor_kind="system",
                          after={"total_fen": charge.total_fen, "kind": "no_show"})
+            await notifications.charge_issued(session, charge.id)
     return switched
 
 

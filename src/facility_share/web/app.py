@@ -34,18 +34,23 @@ from facility_share.accounts.api import AdminApi, MeApi, QualificationApi
 from facility_share.accounts.auth import AuthenticationMiddleware, access_guard
 from facility_share.bookings.api import AvailabilityApi, BookingApi
 from facility_share.feeds.api import FeedApi
+from facility_share.finance.report_api import FinanceReportApi
+from facility_share.finance.settlement_api import SettlementApi
+from facility_share.payments.advances import sweep_forever as payments_sweep_forever
+from facility_share.payments.webhooks import StripeWebhooks
 from facility_share.usage.api import AgentApi, AgentKeyApi, UsageApi
 from facility_share.errors import FacilityShareError, TooManyRequests, Unauthorized
 from facility_share.web.pages_registry import PAGE_CONTROLLERS
 from facility_share.settings import Settings, load_settings
 from facility_share.web.i18n import LOCALE_COOKIE, I18n, choose_locale
 from facility_share.web.pages import set_language
+from facility_share.web import observability
 from facility_share.web.openapi import error_responses
 from facility_share.web.render import render
 
 log = logging.getLogger("facility_share")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings", "usage", "feeds", "closures")]
+TEMPLATE_DIRS = [PACKAGE_DIR / context / "templates" for context in ("web", "catalog", "accounts", "bookings", "usage", "feeds", "closures", "payments", "finance", "jobs")]
 STATIC_DIR = PACKAGE_DIR / "web" / "static"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -73,7 +78,7 @@ def provide_i18n(request: Request) -> I18n:
 
 
 def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith(("/api/", "/schema", "/healthz", "/webhooks/")) and "text/html" in request.headers.get("accept", "")
+    return not request.url.path.startswith(("/api/", "/schema", "/healthz", "/readyz", "/webhooks/")) and "text/html" in request.headers.get("accept", "")
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
@@ -120,82 +125,113 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def handle_database_down(request: Request, exc: Exception) -> Response:
-    log.warning("database unavailable: %s", exc.__class__.__name__)
-    return _render_error(request, 503, "database_unavailable", "the database is unavailable; try again shortly", headers={"Retry-After": "5"})
+    observability.note_database_unavailable(exc)
+    return _render_error(request, 503, "database_unavailable", "the database is unavailable; try again shortly",
+                         headers={"Retry-After": str(observability.DATABASE_RETRY_AFTER)})
 
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
+    # A connect or statement timeout inside the driver, or a raw driver error, reaches here
+    # rather than the SQLAlchemy handler: still an outage, not a bug.
+    if observability.is_database_unavailable(exc):
+        return handle_database_down(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _render_error(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred; it has been logged")
 
 
-def _is_disconnect(exc: Exception) -> bool:
-    return isinstance(exc, sa_exc.DBAPIError) and (exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError))
-
-
 def handle_sqlalchemy_error(request: Request, exc: sa_exc.SQLAlchemyError) -> Response:
-    if _is_disconnect(exc) or isinstance(exc, sa_exc.TimeoutError):
+    if observability.is_database_unavailable(exc):
         return handle_database_down(request, exc)
     return handle_unexpected(request, exc)
 
 
-@get("/healthz", tags=["health"], summary="Liveness and database reachability", responses=error_responses(), opt={"access": "public"})
+@get("/healthz", tags=["health"], summary="Liveness: the process answers", responses=error_responses(), opt={"access": "public"})
 async def healthz(state: State) -> Response:
+    # Liveness must not depend on the database: an outage would otherwise restart every web
+    # process at once instead of letting them answer 503 and recover (readiness says that).
+    db: Database = state.db
+    return Response({"status": "ok", "dialect": db.dialect, "version": facility_share.__version__})
+
+
+@get("/readyz", tags=["health"], summary="Readiness: database reachable and migrations at head",
+     responses=error_responses(), opt={"access": "public"})
+async def readyz(state: State) -> Response:
+    from facility_share.db.migrate import current_revision, head_revision
+
     db: Database = state.db
     try:
         async with db.session() as session:
             await session.execute(text("SELECT 1"))
+        revision = await current_revision(db.engine)
     except (sa_exc.SQLAlchemyError, OSError) as exc:
         return Response(
-            {"status": "degraded", "database": "unreachable", "error": exc.__class__.__name__, "version": facility_share.__version__},
+            {"status": "unavailable", "database": "unreachable", "error": exc.__class__.__name__, "version": facility_share.__version__},
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    return Response({"status": "ok", "database": "ok", "dialect": db.dialect, "version": facility_share.__version__})
+    head = head_revision()
+    if revision != head:
+        return Response(
+            {"status": "unavailable", "database": "ok", "migrations": {"current": revision, "head": head},
+             "hint": "run `facility-share db upgrade`", "version": facility_share.__version__},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return Response({"status": "ok", "database": "ok", "migrations": {"current": revision, "head": head},
+                     "dialect": db.dialect, "version": facility_share.__version__})
 
 
-async def sweep_forever(db: Database, interval: int) -> None:
-    """Expire overdue requests and mark no-shows periodically (SQLite mode). Safe in several
-    processes: each booking is switched by one UPDATE whose WHERE clause only one can match."""
-    from facility_share.bookings.services import expire_overdue
-    from facility_share.db.models import utcnow
-    from facility_share.usage.services import sweep_no_shows
+async def sweep_forever(db: Database, interval: int, settings: Settings | None = None) -> None:
+    """Run the background jobs inside the web process (SQLite mode, which has no separate
+    worker): the same job queue and handlers as `facility-share worker` — request expiry,
+    no-shows, reminders, e-mail notifications — with the sweeps every ``interval`` seconds.
+    Safe in several processes: jobs are claimed once and each sweep is scheduled once per tick.
+    (The advance-payment sweep runs beside it, in its own task.)"""
+    from facility_share.jobs.runner import Worker, load_handlers, periodic_jobs
 
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            async with db.session(write=True) as session:
-                expired = await expire_overdue(session, utcnow())
-                no_shows = await sweep_no_shows(session, utcnow())
-                await session.commit()
-            if expired or no_shows:
-                log.info("expired %d request(s); %d no-show(s)", len(expired), len(no_shows))
-        except Exception:  # keep sweeping; the next round retries
-            log.exception("expiry sweep failed")
+    settings = settings or load_settings()
+    every = max(1, interval)
+    # The first round after one interval, as the sweeps always did: a process that lives only
+    # briefly (a test, a one-off) never starts background work.
+    await asyncio.sleep(interval)
+    load_handlers()
+    periodic = [p for p in periodic_jobs(settings, every) if p.kind != "payments.advances"]
+    worker = Worker(db, settings, every_seconds=every, periodic=periodic, poll_seconds=min(1.0, every))
+    try:
+        await worker.run(asyncio.Event())
+    finally:
+        await worker.close()
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Litestar:
     """Build the ASGI application. ``database`` lets tests share one engine."""
     settings = settings or load_settings()
-    db = database or Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    db = database or observability.bounded_waits(
+        Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow),
+        connect_timeout=settings.db_connect_timeout, command_timeout=settings.db_command_timeout)
 
     sweeper: list[asyncio.Task] = []
 
     async def start_sweeper(app: Litestar) -> None:
         if settings.sweep_interval > 0:
-            sweeper.append(asyncio.create_task(sweep_forever(db, settings.sweep_interval)))
+            sweeper.append(asyncio.create_task(sweep_forever(db, settings.sweep_interval, settings)))
+            sweeper.append(asyncio.create_task(payments_sweep_forever(db, settings, settings.sweep_interval)))
 
     async def dispose_database(app: Litestar) -> None:
         for task in sweeper:
             task.cancel()
+        # Let a cancelled job roll back (and free SQLite's write lock) before the engine goes.
+        await asyncio.gather(*sweeper, return_exceptions=True)
         if database is None:
             await db.dispose()
 
     template_config = TemplateConfig(directory=TEMPLATE_DIRS, engine=JinjaTemplateEngine)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             healthz,
+            readyz,
+            observability.metrics_route(),
             CatalogApi,
             CatalogPages,
             AvailabilityApi,
@@ -207,6 +243,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             AgentKeyApi,
             AgentApi,
             FeedApi,
+            FinanceReportApi,
+            SettlementApi,
+            StripeWebhooks,
             *PAGE_CONTROLLERS,
             set_language,
             create_static_files_router(
@@ -263,4 +302,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         on_startup=[start_sweeper],
         on_shutdown=[dispose_database],
         debug=settings.debug,
+        # Logging is configured once per process by `facility-share serve` (observability.logging_config);
+        # Litestar's default would replace the root handler (and the JSON format) on every app.
+        logging_config=None,
     )
+    # Request ids, request metrics and access lines around the whole app (404s and errors included).
+    return observability.instrument(app, settings)

@@ -1,8 +1,9 @@
 """Translations: gettext catalogues (Babel), chosen per request.
 
-Message ids in code and templates are English; ``locale/zh_CN/LC_MESSAGES/messages.po`` holds
-the Chinese. The ``.po`` file is the only source: it is compiled in memory at start-up, so
-there is no binary ``.mo`` to forget to rebuild.
+Message ids in code and templates are English; the ``.po`` files in ``locale/zh_CN/LC_MESSAGES/``
+hold the Chinese: ``messages.po`` for the core, and one file per later context (``payments.po``,
+``finance.po``) so each context keeps its own catalogue. The ``.po`` files are the only source:
+they are compiled in memory at start-up, so there is no binary ``.mo`` to forget to rebuild.
 """
 
 from __future__ import annotations
@@ -28,15 +29,23 @@ LOCALE_COOKIE = "lang"
 
 @cache
 def translations(locale: str) -> gettext_module.NullTranslations:
-    po = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
+    directory = LOCALE_DIR / locale / "LC_MESSAGES"
+    files = sorted(directory.glob("*.po"), key=lambda path: (path.name != "messages.po", path.name))
+    if not files:
         return gettext_module.NullTranslations()
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale=locale)
-    buffer = BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(fp=buffer)
+    merged: Translations | None = None
+    for po in files:
+        with po.open("rb") as handle:
+            catalog = read_po(handle, locale=locale)
+        buffer = BytesIO()
+        write_mo(buffer, catalog)
+        buffer.seek(0)
+        part = Translations(fp=buffer)
+        if merged is None:
+            merged = part
+        else:
+            merged.merge(part)
+    return merged
 
 
 def choose_locale(cookie: str | None, query: str | None, default: str) -> str:

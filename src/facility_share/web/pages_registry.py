@@ -10,6 +10,10 @@ from facility_share.accounts.pages import AdminPages, ProfilePages, Qualificatio
 from facility_share.bookings.pages import BookingActionPages, BookingFormPages, CalendarPages, ManagerBookingPages
 from facility_share.closures.pages import ClosurePages
 from facility_share.feeds.pages import FeedPages
+from facility_share.finance.report_pages import FinanceReportPages
+from facility_share.finance.settlement_pages import SettlementPages
+from facility_share.jobs.pages import JobPages
+from facility_share.payments.pages import EnterprisePaymentPages, ManagerPaymentPages
 from facility_share.usage.pages import EnterpriseUsagePages, FiguresPages, ManagerUsagePages
 
 PAGE_CONTROLLERS = [
@@ -26,5 +30,10 @@ PAGE_CONTROLLERS = [
     EnterpriseUsagePages,
     FeedPages,
     ClosurePages,
+    FinanceReportPages,
+    EnterprisePaymentPages,
+    ManagerPaymentPages,
+    SettlementPages,
+    JobPages,
     SignOutPage,
 ]

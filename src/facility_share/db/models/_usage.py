@@ -9,7 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from facility_share.db.models._base import Base, utcnow
 
 USAGE_SOURCES = ("manager", "self", "agent", "walk_in")
-CHARGE_STATUSES = ("unpaid", "paid", "void")
+# processing: a Stripe payment is being confirmed; refunded: every fen paid went back.
+CHARGE_STATUSES = ("unpaid", "processing", "paid", "refunded", "void")
+# service: a finished session; no_show: a missed booking; advance: a booking paid before its slot.
+CHARGE_KINDS = ("service", "no_show", "advance")
 
 
 class UsageLog(Base):
@@ -81,7 +84,8 @@ class Charge(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {CHARGE_STATUSES}", name="status_known"),
         CheckConstraint("total_fen >= 0", name="total_not_negative"),
-        CheckConstraint("kind IN ('service', 'no_show')", name="kind_known"),
+        CheckConstraint(f"kind IN {CHARGE_KINDS}", name="kind_known"),
+        CheckConstraint("paid_fen >= 0 AND refunded_fen >= 0 AND refunded_fen <= paid_fen", name="refunds_within_paid"),
         Index("ix_charges_enterprise_status", "enterprise_id", "status"),
         Index("ix_charges_resource", "resource_id"),
     )
@@ -101,6 +105,9 @@ class Charge(Base):
     explanation_en: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(10), default="unpaid")
     paid_at: Mapped[datetime | None] = mapped_column(DateTimeUTC())
+    # Sums over the charge's payments and refunds, kept with them in one transaction.
+    paid_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     payment_method: Mapped[str] = mapped_column(String(20), default="")
     payment_reference: Mapped[str] = mapped_column(String(100), default="")
     void_reason: Mapped[str] = mapped_column(String(500), default="")
