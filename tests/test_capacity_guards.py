@@ -51,7 +51,8 @@ async def test_in_process_sweeper_expires_overdue_requests(imported) -> None:
         )
         booking.decision_deadline = utcnow() - timedelta(seconds=1)
         await session.commit()
-    task = asyncio.create_task(sweep_forever(imported, 0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweep_forever(imported, 0, stop=stop))
     try:
         for _ in range(100):
             await asyncio.sleep(0.05)
@@ -59,6 +60,7 @@ async def test_in_process_sweeper_expires_overdue_requests(imported) -> None:
                 if (await session.get(Booking, booking.id)).status == "expired":
                     break
     finally:
-        task.cancel()
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)  # it stops by itself once asked
     async with imported.session() as session:
         assert (await session.get(Booking, booking.id)).status == "expired"

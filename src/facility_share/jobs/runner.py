@@ -258,7 +258,8 @@ class Worker:
 
     async def _execute(self, job: Claimed, now: datetime | None) -> None:
         registered = HANDLERS.get(job.kind)
-        heartbeat = asyncio.create_task(self._heartbeat(job))
+        finished = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(job, finished))
         try:
             if registered is None:
                 raise Permanent(f"no handler for job kind {job.kind!r} in this worker (is its module loaded?)")
@@ -289,11 +290,17 @@ class Worker:
             log.log(level, "job %d %s attempt %d/%d failed (%s): %s", job.id, job.kind, job.attempts, job.max_attempts,
                     status or "lease lost", exc.__class__.__name__ + (f": {exc}" if str(exc) else ""))
         finally:
-            heartbeat.cancel()
+            # The heartbeat is told to stop, not cancelled: a cancel landing inside its lease update
+            # can strand that statement's connection mid-transaction (on SQLite holding the write
+            # lock, which then blocks every other writer and, in aiosqlite's thread, the exit).
+            finished.set()
+            await heartbeat
 
-    async def _heartbeat(self, job: Claimed) -> None:
+    async def _heartbeat(self, job: Claimed, finished: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await _wait(finished, self.lease_seconds / 3)
+            if finished.is_set():
+                return
             try:
                 if not await extend_lease(self.database, job, self.lease_seconds):
                     return

@@ -303,12 +303,18 @@ async def run_sweep(settings: Settings) -> list[str]:
             await gateway.close()
 
 
-async def sweep_forever(database: Database, settings: Settings, interval: int) -> None:
-    """The web process's periodic payments sweep (SQLite mode, next to the expiry sweep)."""
+async def sweep_forever(database: Database, settings: Settings, interval: int, stop: asyncio.Event | None = None) -> None:
+    """The web process's periodic payments sweep (SQLite mode, next to the expiry sweep), until
+    ``stop`` is set."""
     gateway = gateway_for(settings)
+    stop = stop or asyncio.Event()
     try:
-        while True:
-            await asyncio.sleep(interval)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+                break
+            except TimeoutError:
+                pass
             try:
                 for line in await sweep(database, settings, gateway):
                     log.info("payments sweep: %s", line)

@@ -181,26 +181,40 @@ async def readyz(state: State) -> Response:
                      "dialect": db.dialect, "version": facility_share.__version__})
 
 
-async def sweep_forever(db: Database, interval: int, settings: Settings | None = None) -> None:
+async def sweep_forever(db: Database, interval: int, settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the background jobs inside the web process (SQLite mode, which has no separate
     worker): the same job queue and handlers as `facility-share worker` — request expiry,
     no-shows, reminders, e-mail notifications — with the sweeps every ``interval`` seconds.
     Safe in several processes: jobs are claimed once and each sweep is scheduled once per tick.
-    (The advance-payment sweep runs beside it, in its own task.)"""
+    (The advance-payment sweep runs beside it, in its own task.) Setting ``stop`` ends it after
+    the jobs in hand."""
     from facility_share.jobs.runner import Worker, load_handlers, periodic_jobs
 
     settings = settings or load_settings()
     every = max(1, interval)
     # The first round after one interval, as the sweeps always did: a process that lives only
     # briefly (a test, a one-off) never starts background work.
-    await asyncio.sleep(interval)
+    stop = stop or asyncio.Event()
+    await _wait_or_stop(stop, interval)
+    if stop.is_set():
+        return
     load_handlers()
     periodic = [p for p in periodic_jobs(settings, every) if p.kind != "payments.advances"]
     worker = Worker(db, settings, every_seconds=every, periodic=periodic, poll_seconds=min(1.0, every))
     try:
-        await worker.run(asyncio.Event())
+        await worker.run(stop)
     finally:
         await worker.close()
+
+
+async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+SWEEP_STOP_SECONDS = 10.0
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Litestar:
@@ -211,17 +225,22 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         connect_timeout=settings.db_connect_timeout, command_timeout=settings.db_command_timeout)
 
     sweeper: list[asyncio.Task] = []
+    stop_sweeping = asyncio.Event()
 
     async def start_sweeper(app: Litestar) -> None:
         if settings.sweep_interval > 0:
-            sweeper.append(asyncio.create_task(sweep_forever(db, settings.sweep_interval, settings)))
-            sweeper.append(asyncio.create_task(payments_sweep_forever(db, settings, settings.sweep_interval)))
+            sweeper.append(asyncio.create_task(sweep_forever(db, settings.sweep_interval, settings, stop_sweeping)))
+            sweeper.append(asyncio.create_task(payments_sweep_forever(db, settings, settings.sweep_interval, stop_sweeping)))
 
     async def dispose_database(app: Litestar) -> None:
-        for task in sweeper:
-            task.cancel()
-        # Let a cancelled job roll back (and free SQLite's write lock) before the engine goes.
-        await asyncio.gather(*sweeper, return_exceptions=True)
+        # Ask the sweeps to stop after the job in hand; cancel only what is still busy after
+        # SWEEP_STOP_SECONDS. A cancel mid-statement can leave a connection in its transaction.
+        stop_sweeping.set()
+        if sweeper:
+            _done, busy = await asyncio.wait(sweeper, timeout=SWEEP_STOP_SECONDS)
+            for task in busy:
+                task.cancel()
+            await asyncio.gather(*sweeper, return_exceptions=True)
         if database is None:
             await db.dispose()
 
