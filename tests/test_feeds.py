@@ -7,6 +7,7 @@ import importlib.util
 import random
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -133,6 +134,43 @@ def test_strict_parser_accepts_a_feed() -> None:
 
     calendar = IcsCalendarStream.calendar_from_ics(build_calendar(sample(7), name="x", language="zh_CN"))
     assert len(calendar.events) == 7
+
+
+def ics_calendar(events: list[FeedEvent], *, name: str, language: str) -> str:
+    """The same calendar built with the ``ics`` library, as the feeds were before they wrote
+    the text themselves: the layout they must keep."""
+    import ics
+    from ics.grammar.parse import ContentLine
+
+    from facility_share.feeds.calendar import PRODID, _escape_text, _language_tag, _utc, fold, ical_status, sort_key
+
+    calendar = ics.Calendar(creator=PRODID)
+    calendar.extra.append(ContentLine(name="X-WR-CALNAME", params={"LANGUAGE": [_language_tag(language)]}, value=_escape_text(name)))
+    calendar.extra.append(ContentLine(name="X-WR-TIMEZONE", value="Asia/Shanghai"))
+    calendar.extra.append(ContentLine(name="REFRESH-INTERVAL", params={"VALUE": ["DURATION"]}, value="PT1H"))
+    calendar.extra.append(ContentLine(name="X-PUBLISHED-TTL", value="PT1H"))
+    calendar.extra.append(ContentLine(name="CALSCALE", value="GREGORIAN"))
+    built = []
+    for item in sorted(events, key=sort_key):
+        event = ics.Event(name=item.summary, begin=_utc(item.start), end=_utc(item.end), uid=item.uid,
+                          created=_utc(item.updated), status=ical_status(item.status), location=item.location or None,
+                          description=item.description or None, url=item.url or None)
+        event.extra.append(ContentLine(name="SEQUENCE", value=str(max(0, int(item.sequence)))))
+        built.append(event)
+    calendar.events = built  # type: ignore[assignment]
+    return fold(calendar.serialize())
+
+
+def test_same_bytes_as_the_ics_library() -> None:
+    odd = [
+        replace(sample(1)[0], uid=booking_uid(90), location="", description="", url="",
+                summary="a,b;c\\d\r\ne\rf\ng 😀" * 9),
+        replace(sample(2)[1], uid=booking_uid(91), summary="", url="https://example.cn/a,b;c", sequence=-3),
+    ]
+    for events in ([], sample(30), odd):
+        for language in ("zh_CN", "en"):
+            for name in ("x", "测试日历, a;b\\c\nd" * 10):
+                assert build_calendar(events, name=name, language=language) == ics_calendar(events, name=name, language=language)
 
 
 # --- through the app -------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from sqlalchemy.orm import selectinload
 
 from facility_share.accounts.principal import Principal
 from facility_share.accounts.security import hash_token, new_token
-from facility_share.db.models import Booking, FeedToken, ManagingUnit, Resource, RoleGrant, User, utcnow
+from facility_share.bookings.availability import MAX_BOOKING
+from facility_share.db.models import Booking, Enterprise, FeedToken, ManagingUnit, Resource, RoleGrant, User, utcnow
 
 TOKEN_PREFIX = "fsf"
 OWNER_KINDS = ("user", "enterprise", "unit")
@@ -71,26 +72,68 @@ def _conditions(feed: Feed, now: datetime) -> list[Any]:
     return [
         _owner_condition(feed),
         Booking.ends_at > now - PAST,
+        # Implied by the line above (no booking is longer than MAX_BOOKING), and what lets an
+        # index on (owner, starts_at) read only the window instead of the owner's whole history.
+        Booking.starts_at > now - PAST - MAX_BOOKING,
         Booking.starts_at < now + AHEAD,
         or_(Booking.status.not_in(GONE_STATUSES), and_(Booking.status.in_(GONE_STATUSES), Booking.updated_at >= now - GONE_KEPT)),
     ]
 
 
-async def feed_bookings(session: AsyncSession, feed: Feed, *, now: datetime | None = None) -> list[Booking]:
-    """The feed's bookings with their resource (and unit), enterprise and user loaded."""
+@dataclass(frozen=True, slots=True)
+class FeedBooking:
+    """A booking as a feed shows it: its own columns and its resource (with the unit loaded),
+    enterprise and user, each loaded once per feed however many bookings share it."""
+
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    mode: str
+    quantity: int
+    purpose: str
+    decision_reason: str
+    resource: Resource
+    enterprise: Enterprise | None
+    user: User | None
+
+
+_COLUMNS = (
+    Booking.id, Booking.starts_at, Booking.ends_at, Booking.status, Booking.version, Booking.created_at,
+    Booking.updated_at, Booking.mode, Booking.quantity, Booking.purpose, Booking.decision_reason,
+    Booking.resource_id, Booking.enterprise_id, Booking.user_id,
+)
+
+
+async def feed_bookings(session: AsyncSession, feed: Feed, *, now: datetime | None = None,
+                        people: bool = True) -> list[FeedBooking]:
+    """The feed's bookings, in (start, id) order, with their resource (and unit) and, when
+    ``people``, their enterprise and user. Bookings are read as plain rows, not ORM objects:
+    a feed can hold thousands of them and is rebuilt on every unconditional GET."""
     now = now or utcnow()
-    statement = (
-        select(Booking)
-        .where(*_conditions(feed, now))
-        .options(
-            selectinload(Booking.resource).selectinload(Resource.unit),
-            selectinload(Booking.enterprise),
-            selectinload(Booking.user),
+    statement = select(*_COLUMNS).where(*_conditions(feed, now)).order_by(Booking.starts_at, Booking.id).limit(MAX_EVENTS)
+    rows = (await session.execute(statement)).all()
+    resources = await _by_id(session, Resource, {row.resource_id for row in rows}, selectinload(Resource.unit))
+    enterprises = await _by_id(session, Enterprise, {row.enterprise_id for row in rows}) if people else {}
+    users = await _by_id(session, User, {row.user_id for row in rows}) if people else {}
+    return [
+        FeedBooking(
+            row.id, row.starts_at, row.ends_at, row.status, row.version, row.created_at, row.updated_at, row.mode,
+            row.quantity, row.purpose or "", row.decision_reason or "", resources[row.resource_id],
+            enterprises.get(row.enterprise_id), users.get(row.user_id),
         )
-        .order_by(Booking.starts_at, Booking.id)
-        .limit(MAX_EVENTS)
-    )
-    return list((await session.execute(statement)).scalars().all())
+        for row in rows
+    ]
+
+
+async def _by_id(session: AsyncSession, model: Any, ids: set[int], *options: Any) -> dict[int, Any]:
+    if not ids:
+        return {}
+    found = (await session.execute(select(model).where(model.id.in_(sorted(ids))).options(*options))).scalars()
+    return {item.id: item for item in found}
 
 
 async def feed_stamp(session: AsyncSession, feed: Feed, *, now: datetime | None = None) -> Stamp:
