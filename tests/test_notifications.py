@@ -290,7 +290,8 @@ def test_every_message_is_written_in_both_languages() -> None:
         starts_at=start, ends_at=start + timedelta(hours=2), quantity=1, mode="self_operated", purpose="", enterprise_name="甲公司",
         booker_name="小李", reason="忙", decision_deadline=start - timedelta(hours=12), created_at=start, updated_at=start,
     )
-    for event in ("booking.requested", "booking.approved", "booking.rejected", "booking.expired", "booking.reminder"):
+    for event in ("booking.requested", "booking.approved", "booking.rejected", "booking.expired", "booking.reminder",
+                  "booking.cancelled_by_unit", "booking.cancelled_by_enterprise", "booking.no_show"):
         zh = messages.booking_message(event, facts, recipient_name="张三", i18n=messages.language("zh_CN"), public_url="https://x")
         en = messages.booking_message(event, facts, recipient_name="Zhang", i18n=messages.language("en"), public_url="https://x")
         assert "扫描电镜" in zh.subject and "SEM" in en.subject and zh.subject != en.subject
@@ -298,3 +299,34 @@ def test_every_message_is_written_in_both_languages() -> None:
         assert zh.html.startswith('<!DOCTYPE html><html lang="zh-CN">') and '<html lang="en">' in en.html
         assert "自主操作" in zh.text and "Self-operated" in en.text
     assert messages.language("fr").locale == "zh_CN" and messages.language(None).locale == "zh_CN"
+
+
+async def test_a_cancellation_is_told_to_the_other_side_and_a_no_show_to_the_booker(setup) -> None:  # type: ignore[no-untyped-def]
+    db, world, inbox, worker = setup
+    by_unit, by_enterprise, missed = [await request(db, world, hour) for hour in (9, 11, 14)]
+    for booking_id in (by_unit, by_enterprise, missed):
+        await decide(db, world, booking_id, "approve")
+    await worker.drain()
+    inbox.messages.clear()
+
+    await decide(db, world, by_unit, "cancel", reason="设备故障 / instrument fault")
+    async with db.session(write=True) as session:
+        await bookings.change_status(session, world["member_a"], by_enterprise, "cancel", now=NOW)
+        await session.commit()
+    async with db.session(write=True) as session:  # a no-show is recorded once the slot has begun
+        await bookings.change_status(session, world["manager"], missed, "no_show", now=local(DAY, 15))
+        await session.commit()
+    await worker.drain()
+
+    to_booker = {subject(m): m for m in inbox.to("a@a.example.cn")}  # member_a reads English
+    (cancelled,) = [m for s, m in to_booker.items() if s.startswith(f"Booking #{by_unit} cancelled by the unit: ")]
+    assert "Reason: 设备故障 / instrument fault" in body(cancelled) and "refunded in full" in body(cancelled)
+    (no_show,) = [m for s, m in to_booker.items() if s.startswith(f"Booking #{missed} recorded as a no-show: ")]
+    assert "contact the unit" in body(no_show)
+    assert len(to_booker) == 2, "the booker is not told of their own cancellation"
+    (to_manager,) = inbox.to("manager@t.example.cn")
+    assert subject(to_manager).startswith(f"预约 #{by_enterprise} 已被member_a Ltd取消：")
+    assert "该时段已重新开放" in body(to_manager) and "https://share.example.cn/manage/calendar" in body(to_manager)
+    assert len(inbox.messages) == 3
+    await worker.drain()  # nothing is sent twice
+    assert len(inbox.messages) == 3

@@ -21,6 +21,9 @@ BOOKING_EVENTS = {
     "request_auto_approved": "booking.approved",
     "approve": "booking.approved",
     "reject": "booking.rejected",
+    # Who hears of a cancellation depends on who cancelled (the handler reads it from the audit log).
+    "cancel": "booking.cancelled",
+    "no_show": "booking.no_show",
 }
 
 
@@ -30,7 +33,9 @@ def event_key(event: str, object_id: int, extra: str = "") -> str:
 
 async def booking_event(session: AsyncSession, action: str, booking_id: int) -> None:
     """After a booking's audit action: a request (→ the unit's managers), an approval, automatic
-    or by the unit, or a rejection (→ whoever booked). Other actions notify nobody."""
+    or by the unit, a rejection or a no-show (→ whoever booked), a cancellation (→ the other side:
+    the booker when the unit cancelled, the unit's managers when the enterprise did). Other
+    actions notify nobody."""
     event = BOOKING_EVENTS.get(action)
     if event is not None:
         await enqueue(session, NOTIFY, {"event": event, "booking_id": booking_id}, dedupe_key=event_key(event, booking_id))

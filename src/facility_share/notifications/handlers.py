@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from facility_share.db.models import Booking, Charge, Enterprise, PolicyVersion, Resource, RoleGrant, Settlement, SettlementLine, User
+from facility_share.db.models import AuditEvent, Booking, Charge, Enterprise, PolicyVersion, Resource, RoleGrant, Settlement, SettlementLine, User
 from facility_share.jobs.queue import enqueue, enqueue_many, handler
 from facility_share.jobs.runner import JobContext
 from facility_share.notifications import messages as m
@@ -115,7 +115,22 @@ BOOKING_STATES = {
     "booking.rejected": ("rejected",),
     "booking.expired": ("expired",),
     "booking.reminder": ("approved",),
+    "booking.cancelled": ("cancelled",),
+    "booking.no_show": ("no_show",),
 }
+
+
+async def cancelled_by_enterprise(session: AsyncSession, booking: Booking) -> bool:
+    """Whether the booking's cancellation was made by a user of its own enterprise (the audit
+    log says who cancelled; a unit manager or an administrator is the unit's side)."""
+    actor_id = (await session.execute(
+        select(AuditEvent.actor_id).where(AuditEvent.entity == "booking", AuditEvent.entity_id == booking.id,
+                                          AuditEvent.action == "cancel").order_by(AuditEvent.id.desc()).limit(1)
+    )).scalar()
+    if actor_id is None:
+        return False
+    actor = await session.get(User, actor_id)
+    return actor is not None and actor.enterprise_id == booking.enterprise_id
 
 
 @handler(NOTIFY)
@@ -131,11 +146,15 @@ async def notify(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         booking, facts = found
         if booking.status not in BOOKING_STATES[event] or (event == "booking.reminder" and booking.starts_at <= ctx.now):
             return {"skipped": f"booking is {booking.status} now"}
-        recipients = await unit_managers(session, booking.resource.unit_id) if event == "booking.requested" else [booking.user]
         key = event_key(event, booking.id, str(int(booking.starts_at.timestamp())) if event == "booking.reminder" else "")
+        message_event = event
+        if event == "booking.cancelled":
+            message_event = "booking.cancelled_by_enterprise" if await cancelled_by_enterprise(session, booking) else "booking.cancelled_by_unit"
+        to_managers = message_event in ("booking.requested", "booking.cancelled_by_enterprise")
+        recipients = await unit_managers(session, booking.resource.unit_id) if to_managers else [booking.user]
 
         def write(user: User, i18n: m.I18n) -> m.Message:
-            return m.booking_message(event, facts, recipient_name=user.name, i18n=i18n, public_url=settings.public_url,
+            return m.booking_message(message_event, facts, recipient_name=user.name, i18n=i18n, public_url=settings.public_url,
                                      reminder_hours=settings.reminder_hours)
 
         return {"emails": await queue_emails(ctx, key, recipients, write)}

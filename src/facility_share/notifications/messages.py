@@ -197,7 +197,8 @@ def booking_calendar(b: BookingFacts, i18n: I18n, link: str) -> str:
 def booking_message(event: str, b: BookingFacts, *, recipient_name: str, i18n: I18n, public_url: str,
                     reminder_hours: int = 24) -> Message:
     """The message about booking event ``event`` (booking.requested, .approved, .rejected,
-    .expired, .reminder) for one recipient."""
+    .expired, .reminder, .cancelled_by_unit, .cancelled_by_enterprise, .no_show) for one
+    recipient."""
     _ = i18n.gettext
     name = _pick(i18n, b.resource_name_zh, b.resource_name_en)
     body = _Body(i18n, _("Hello %(name)s,", name=recipient_name))
@@ -235,6 +236,27 @@ def booking_message(event: str, b: BookingFacts, *, recipient_name: str, i18n: I
         subject = _("Reminder: %(resource)s, %(time)s", resource=name, time=when)
         body.paragraphs.append(i18n.ngettext("Your booking starts within %(num)d hour.", "Your booking starts within %(num)d hours.",
                                              reminder_hours))
+        body.facts = _booking_facts(i18n, b)
+        body.link_text, body.link = _("Your bookings:"), f"{public_url}/me/bookings"
+    elif event == "booking.cancelled_by_unit":
+        subject = _("Booking #%(id)d cancelled by the unit: %(resource)s", id=b.id, resource=name)
+        body.paragraphs.append(_("The managing unit has cancelled your booking. Please remove it from your calendar; "
+                                 "anything you paid in advance for it is refunded in full."))
+        body.facts = _booking_facts(i18n, b)
+        body.facts.append((_("Reason"), b.reason or "—"))
+        body.link_text, body.link = _("Book another time:"), f"{public_url}/resources/{b.resource_code}/calendar"
+    elif event == "booking.cancelled_by_enterprise":
+        subject = _("Booking #%(id)d cancelled by %(enterprise)s: %(resource)s", id=b.id, enterprise=b.enterprise_name,
+                    resource=name)
+        body.paragraphs.append(_("%(enterprise)s has cancelled this booking; its time is free again.", enterprise=b.enterprise_name))
+        body.facts = _booking_facts(i18n, b, who=True)
+        if b.reason:
+            body.facts.append((_("Reason"), b.reason))
+        body.link_text, body.link = _("The unit's calendar:"), f"{public_url}/manage/calendar"
+    elif event == "booking.no_show":
+        subject = _("Booking #%(id)d recorded as a no-show: %(resource)s", id=b.id, resource=name)
+        body.paragraphs.append(_("The managing unit has recorded that nobody came for this booking. If that is wrong, "
+                                 "please contact the unit."))
         body.facts = _booking_facts(i18n, b)
         body.link_text, body.link = _("Your bookings:"), f"{public_url}/me/bookings"
     else:
