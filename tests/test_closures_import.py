@@ -67,6 +67,17 @@ def test_timed_events_use_tzid_utc_or_the_local_time() -> None:
     assert spans["floating"] == (datetime(2026, 12, 1, 1, tzinfo=UTC), datetime(2026, 12, 1, 2, 30, tzinfo=UTC))
 
 
+def test_windows_zone_names_from_outlook_are_understood() -> None:
+    """Outlook and Exchange write Windows zone names as TZIDs; icalendar maps them to IANA."""
+    found = parse_closures(ics(
+        "UID:o\nDTSTART;TZID=China Standard Time:20261201T090000\nDTEND;TZID=China Standard Time:20261201T170000",
+        "UID:w\nDTSTART;TZID=W. Europe Standard Time:20261201T090000\nDURATION:PT1H",
+    ), **WINDOW)
+    spans = {o.uid.split("#")[0]: (o.starts_at, o.ends_at) for o in found}
+    assert spans["o"] == (datetime(2026, 12, 1, 1, tzinfo=UTC), datetime(2026, 12, 1, 9, tzinfo=UTC))
+    assert spans["w"] == (datetime(2026, 12, 1, 8, tzinfo=UTC), datetime(2026, 12, 1, 9, tzinfo=UTC))
+
+
 def test_past_occurrences_are_left_out() -> None:
     assert parse_closures(ics("UID:old\nDTSTART;VALUE=DATE:20250101"), **WINDOW) == []
 

@@ -5,7 +5,8 @@ Rules (what the importer relies on):
 * all-day events (``VALUE=DATE``) close whole local days in the resource's timezone, from the
   first day's midnight to the midnight after the last day (``DTEND`` is exclusive, as in
   RFC 5545; without ``DTEND``/``DURATION`` one day);
-* timed events use their ``TZID`` (an IANA zone such as ``Asia/Shanghai``) or UTC (``Z``);
+* timed events use their ``TZID`` (an IANA zone such as ``Asia/Shanghai``, or the Windows name
+  Outlook writes, such as ``China Standard Time``, which icalendar maps) or UTC (``Z``);
   floating times (neither) are the resource's local time; a timed event needs ``DTEND`` or
   ``DURATION``;
 * recurring events (``RRULE``, plus ``RDATE``/``EXDATE`` and ``RECURRENCE-ID`` overrides)
