@@ -188,7 +188,7 @@ async def _measure(url: str, runs: int, with_tracemalloc: bool) -> dict[str, Any
                     phases[name] += time.perf_counter() - started
             return wrapper
 
-        facts.subsidy_groups = timed_async("facts: subsidy groups", facts.subsidy_groups)  # type: ignore[method-assign]
+        facts.service_charges = timed_async("facts: service charges", facts.service_charges)  # type: ignore[method-assign]
         facts.enterprises_by_id = timed_async("facts: enterprises", facts.enterprises_by_id)  # type: ignore[method-assign]
         facts.unit_facts = timed_async("facts: unit figures", facts.unit_facts)  # type: ignore[method-assign]
         engine.compute = timed_sync("compute (pure functions)", engine.compute)  # type: ignore[attr-defined]

@@ -72,7 +72,7 @@ class Scale:
 
     def label(self) -> str:
         return (f"usage={self.usage} enterprises={self.enterprises} resources={self.resources} seed={self.seed} "
-                f"units_per_enterprise={self.units_per_enterprise} generator=2")
+                f"units_per_enterprise={self.units_per_enterprise} generator=3")
 
 
 # --- columns ------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "recorded_by_id", "recorded_at"),
     "charges": ("id", "kind", "usage_log_id", "booking_id", "resource_id", "enterprise_id", "service_date", "customer_class",
                 "lines", "total_fen", "explanation_zh", "explanation_en", "status", "paid_at", "payment_method",
-                "payment_reference", "void_reason", "created_at", "updated_at", "paid_fen", "refunded_fen"),
+                "payment_reference", "void_reason", "created_at", "updated_at", "paid_fen", "refunded_fen", "money_as_of"),
     "payments": ("id", "charge_id", "provider", "status", "currency", "amount_fen", "amount_received_fen", "refunded_fen",
                  "method", "reference", "stripe_payment_intent_id", "stripe_charge_id", "idempotency_key", "failure_code",
                  "failure_message", "stripe_updated_at", "succeeded_at", "created_by_id", "created_at", "updated_at"),
@@ -428,6 +428,8 @@ async def generate(dsn: str, scale: Scale, *, progress: Any = print) -> dict[str
                 # Payment: most paid within weeks; a few only after the cut-off; some unpaid or processing.
                 roll = rand()
                 status, paid_at, paid_fen, refunded_fen, method, reference = "unpaid", None, 0, 0, "", ""
+                # As the payments ledger keeps it: the latest succeeded payment or refund, else the issue.
+                money_as_of = end
                 if roll >= 0.08 and total > 0:
                     ids["payments"] += 1
                     pid = ids["payments"]
@@ -440,11 +442,13 @@ async def generate(dsn: str, scale: Scale, *, progress: Any = print) -> dict[str
                         paid_at = (CUTOFF + timedelta(days=randrange(1, 60)) if late
                                    else end + timedelta(days=randrange(0, 45), seconds=randrange(86400)))
                         status, paid_fen, method, reference = "paid", total, "bank_transfer", f"BT{uid:09d}"
+                        money_as_of = max(money_as_of, paid_at)
                         back = rand()
                         if back < 0.02:
                             ids["refunds"] += 1
                             refunded_fen = total if back < 0.01 or total < 2 else randrange(1, total)
                             refunded_at = paid_at + timedelta(days=randrange(1, 30))
+                            money_as_of = max(money_as_of, refunded_at)
                             refunds.append((ids["refunds"], pid, uid, refunded_fen, "succeeded", "manager", "服务未完成部分退款",
                                             None, f"bench-refund-{uid}", "", refunded_at, manager, refunded_at, refunded_at))
                             if refunded_fen == total:
@@ -454,7 +458,7 @@ async def generate(dsn: str, scale: Scale, *, progress: Any = print) -> dict[str
                 charges.append((
                     uid, "service", uid, booking_id, res.id, eid, start, klass, _charge_lines(half_rate, halves, setup), total,
                     f"{halves} 个半小时", f"{halves} half hours", status, paid_at, method, reference, "", end,
-                    paid_at or end, paid_fen, refunded_fen,
+                    paid_at or end, paid_fen, refunded_fen, money_as_of,
                 ))
                 if rand() < (0.3 if booking_id else 0.1):
                     ids["ratings"] += 1

@@ -13,9 +13,9 @@ from fractions import Fraction
 from typing import Any
 
 from facility_share.finance import award as award_rules
-from facility_share.finance.explain import explain_award, explain_subsidy
+from facility_share.finance.explain import explain_both, policy_class_names
 from facility_share.finance import subsidy as subsidy_rules
-from facility_share.finance.facts import EnterpriseRow, SubsidyGroup, UnitRow
+from facility_share.finance.facts import EnterpriseRow, StandingRow, SubsidyGroup, UnitRow
 from facility_share.finance.periods import Period as SettlementPeriod
 from facility_share.finance.policy import Period, policy_from_document
 from facility_share.usage.figures import DISTRICT_ZONE
@@ -32,18 +32,20 @@ class Result:
 
 def _charge_facts(groups: list[SubsidyGroup]) -> list[subsidy_rules.ChargeFact]:
     out = []
+    standings: dict[StandingRow, subsidy_rules.Standing] = {}  # one per status version, not per group
+    ChargeFact = subsidy_rules.ChargeFact
     for g in groups:
         s = g.standing
-        standing = subsidy_rules.Standing(
-            registered_in_district=s.registered_in_district, verified=s.verified, tech_sme=s.tech_sme, hnte=s.hnte,
-            tier=s.tier, controller=s.controller,
-        )
+        standing = standings.get(s)
+        if standing is None:
+            standing = standings[s] = subsidy_rules.Standing(
+                registered_in_district=s.registered_in_district, verified=s.verified, tech_sme=s.tech_sme, hnte=s.hnte,
+                tier=s.tier, controller=s.controller,
+            )
         out.append(
-            subsidy_rules.ChargeFact(
-                charge_id=g.first_charge_id, enterprise_id=g.enterprise_id,
-                service_date=g.last_service_at.astimezone(DISTRICT_ZONE).date(),
-                paid_fen=g.paid_fen, refunded_fen=g.refunded_fen, resource_code="", unit_code=g.unit_code,
-                resource_open=g.resource_open, relation=g.relation, standing=standing, charges=g.charges,
+            ChargeFact(
+                g.first_charge_id, g.enterprise_id, g.last_service_at.astimezone(DISTRICT_ZONE).date(), g.paid_fen,
+                g.refunded_fen, "", g.unit_code, g.resource_open, g.relation, standing, g.charges,
             )
         )
     return out
@@ -81,7 +83,9 @@ def compute(
     subsidy_lines = subsidy_rules.compute_subsidies(
         policy, pure_period, _charge_facts(groups), facts, budget_fen=result.subsidy_budget_fen, controllers=controllers
     )
+    class_names = policy_class_names(policy)
     for position, line in enumerate(subsidy_lines, start=1):
+        explanation_zh, explanation_en = explain_both(line.steps, class_names=class_names)
         result.lines.append({
             "kind": "subsidy", "position": position, "subject_id": line.enterprise_id, "subject_code": line.uscc,
             "subject_name": line.name, "category": line.enterprise_class, "basis_fen": line.eligible_spend_fen,
@@ -89,8 +93,7 @@ def compute(
             "flags": list(line.flags),
             "figures": {**plain(line.figures()), "granted_this_year_fen": granted.get(line.enterprise_id, 0)},
             "steps": plain(list(line.steps)),
-            "explanation_zh": explain_subsidy(line, "zh_CN", policy),
-            "explanation_en": explain_subsidy(line, "en", policy),
+            "explanation_zh": explanation_zh, "explanation_en": explanation_en,
         })
         result.subsidy_total_fen += line.amount_fen
 
@@ -113,8 +116,18 @@ def compute(
     return result
 
 
+_PLAIN_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def plain(value: Any) -> Any:
     """JSON-ready: Decimal and Fraction as exact text, containers recursively."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -126,11 +139,11 @@ def plain(value: Any) -> Any:
 
 def _award_line(position: int, line: award_rules.AwardLine, awarded: dict[int, int], policy: Any) -> dict[str, Any]:
     figures = {**plain(line.figures()), "awarded_this_year_fen": awarded.get(line.unit_id, 0)}
+    explanation_zh, explanation_en = explain_both(line.steps)
     return {
         "kind": "award", "position": position, "subject_id": line.unit_id, "subject_code": line.unit_code,
         "subject_name": line.name, "category": line.grade, "basis_fen": line.base_fen,
         "before_budget_fen": line.before_budget_fen, "adjustment_fen": 0, "amount_fen": line.amount_fen,
         "flags": list(line.flags), "figures": figures, "steps": plain(list(line.steps)),
-        "explanation_zh": explain_award(line, "zh_CN", policy),
-        "explanation_en": explain_award(line, "en", policy),
+        "explanation_zh": explanation_zh, "explanation_en": explanation_en,
     }

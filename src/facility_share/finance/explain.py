@@ -208,6 +208,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 def _yuan(value: Any) -> str:
     """Fen (an integer, or exact decimal text) → yuan with a thousands separator and at
     least two decimals: 1234567 → "12,345.67", "12345.5" → "123.455"."""
+    if type(value) is int:  # the common case, without Decimal: the same text
+        sign = "-" if value < 0 else ""
+        whole, cents = divmod(abs(value), 100)
+        return f"{sign}{whole:,}.{cents:02d}"
     try:
         amount = Decimal(str(value)) / 100
     except InvalidOperation:
@@ -280,6 +284,56 @@ def explain(steps: Iterable[Mapping[str, Any]], locale: str = "zh_CN", *,
     """
     return "\n".join(f"{number}. {render_step(step, locale, class_names=class_names)}"
                      for number, step in enumerate(steps, start=1))
+
+
+def _views(values: Mapping[str, Any], class_names: Mapping[str, tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """``_view`` in Chinese and in English at once: the texts that do not depend on the
+    language are made once and shared."""
+    zh: dict[str, str] = {}
+    en: dict[str, str] = {}
+    for key, value in values.items():
+        if key.endswith("_fen") and not isinstance(value, bool):
+            zh[key] = en[key] = _yuan(value)
+        elif key == "class":
+            names = class_names.get(str(value)) or CLASS_LABELS.get(str(value))
+            zh[key], en[key] = (names[_ZH], names[_EN]) if names else (str(value), str(value))
+        elif key == "reason":
+            zh[key], en[key] = flag_label(str(value), "zh_CN"), flag_label(str(value), "en")
+        elif isinstance(value, list | tuple):
+            texts = [str(v) for v in value]
+            zh[key], en[key] = "、".join(texts), ", ".join(texts)
+        else:
+            zh[key] = en[key] = value if type(value) is str else str(value)
+    return zh, en
+
+
+def _render(rule: str, template: tuple[str, str] | None, view: dict[str, str], lang: int) -> str:
+    if template is not None:
+        try:
+            return template[lang].format(**view)
+        except (KeyError, IndexError):
+            pass
+    details = ", ".join(f"{key}={text}" for key, text in view.items())
+    return f"{rule}: {details}" if details else rule
+
+
+def explain_both(steps: Iterable[Mapping[str, Any]], *,
+                 class_names: Mapping[str, tuple[str, str]] | None = None) -> tuple[str, str]:
+    """``(explain(steps, "zh_CN"), explain(steps, "en"))``, in one pass over the steps."""
+    names = class_names or {}
+    zh_lines: list[str] = []
+    en_lines: list[str] = []
+    for number, step in enumerate(steps, start=1):
+        rule = str(step.get("rule", ""))
+        values = step.get("values") or {}
+        template = None
+        if values.get("applied") is True:
+            template = TEMPLATES.get(f"{rule}:applied")
+        template = template or TEMPLATES.get(rule)
+        zh, en = _views(values, names)
+        zh_lines.append(f"{number}. {_render(rule, template, zh, _ZH)}")
+        en_lines.append(f"{number}. {_render(rule, template, en, _EN)}")
+    return "\n".join(zh_lines), "\n".join(en_lines)
 
 
 def explain_zh(steps: Iterable[Mapping[str, Any]], **options: Any) -> str:

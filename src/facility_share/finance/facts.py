@@ -9,10 +9,13 @@ award. Both read payments and refunds as they stood at the settlement's cut-off.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Date, and_, case, cast, exists, func, or_, select
+from sqlalchemy import Date, DateTime, and_, case, cast, exists, func, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -90,8 +93,44 @@ class UnitRow:
     external_income_fen: int
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection during a stretch of pure computation (nothing else runs
+    meanwhile: there is no await in it). It allocates hundreds of thousands of small objects
+    and none of them in cycles, so each collection would only walk the whole heap for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@asynccontextmanager
+async def planner_settings(session: AsyncSession) -> AsyncIterator[None]:
+    """On PostgreSQL, for the settlement's few big aggregations: no JIT compilation (compiling
+    them costs more than running them, and their cost estimates, which count a paid-late
+    charge's look-up of its payments for every charge, always ask for it), and memory enough to
+    group a year of charges without spilling to disk. Restored afterwards, so the caller's
+    transaction keeps its own settings."""
+    if _dialect(session) != "postgresql":
+        yield
+        return
+    jit, work_mem = (await session.execute(text("SELECT current_setting('jit'), current_setting('work_mem')"))).one()
+    await session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)"))
+    try:
+        yield
+    finally:
+        await session.execute(text("SELECT set_config('jit', :jit, true), set_config('work_mem', :work_mem, true)"),
+                              {"jit": jit, "work_mem": work_mem})
+
+
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name  # type: ignore[union-attr]
+
+
+DISTRICT_ZONE_NAME = "Asia/Shanghai"
 
 
 def local_date(session: AsyncSession, column: ColumnElement) -> ColumnElement:
@@ -109,20 +148,25 @@ def minutes_between(session: AsyncSession, start: ColumnElement, end: ColumnElem
     return whole_minutes(session, start, end)
 
 
-def _net_paid_subqueries(cutoff: datetime):  # type: ignore[no-untyped-def]
+def _money_as_of(cutoff: datetime) -> tuple[ColumnElement, ColumnElement]:
+    """A charge's paid and refunded fen as of ``cutoff``.
+
+    The charge's own sums when they are known to hold by then (``money_as_of``, kept by the
+    payments ledger): for nearly every charge this spares reading its payments and refunds.
+    Otherwise (paid or refunded after the cut-off, or not known) the succeeded rows by then.
+    """
+    known = Charge.money_as_of <= cutoff  # NULL (unknown) is not true either
     paid = (
-        select(Payment.charge_id, func.sum(Payment.amount_received_fen).label("fen"))
-        .where(Payment.status == "succeeded", Payment.succeeded_at <= cutoff)
-        .group_by(Payment.charge_id)
-        .subquery("paid")
+        select(func.coalesce(func.sum(Payment.amount_received_fen), 0))
+        .where(Payment.charge_id == Charge.id, Payment.status == "succeeded", Payment.succeeded_at <= cutoff)
+        .scalar_subquery()
     )
     refunded = (
-        select(Refund.charge_id, func.sum(Refund.amount_fen).label("fen"))
-        .where(Refund.status == "succeeded", Refund.succeeded_at <= cutoff)
-        .group_by(Refund.charge_id)
-        .subquery("refunded")
+        select(func.coalesce(func.sum(Refund.amount_fen), 0))
+        .where(Refund.charge_id == Charge.id, Refund.status == "succeeded", Refund.succeeded_at <= cutoff)
+        .scalar_subquery()
     )
-    return paid, refunded
+    return case((known, Charge.paid_fen), else_=paid), case((known, Charge.refunded_fen), else_=refunded)
 
 
 def _leaf_resources():  # type: ignore[no-untyped-def]
@@ -139,94 +183,131 @@ def _related(enterprise_id: ColumnElement) -> ColumnElement:
     return exists().where(UnitRelation.enterprise_id == enterprise_id, UnitRelation.unit_id == Resource.unit_id)
 
 
-async def subsidy_groups(session: AsyncSession, period: Period, cutoff: datetime) -> list[SubsidyGroup]:
+@dataclass(frozen=True, slots=True)
+class ServiceCharges:
+    """The period's service charges, as the subsidy and the award read them."""
+
+    groups: list[SubsidyGroup]
+    # Per managing unit id: external service income (paid net of refunds by the cut-off, to
+    # enterprises not related to the unit, for its open resources counted on their own).
+    income_by_unit: dict[int, int]
+
+
+async def service_charges(session: AsyncSession, period: Period, cutoff: datetime) -> ServiceCharges:
+    """One pass over the period's service charges for both the subsidy groups and the units'
+    external income: the groups are also split by whether the resource counts on its own
+    for the award (``leaf``), and merged again here."""
     since, until = period_bounds(period.start, period.end)
-    paid, refunded = _net_paid_subqueries(cutoff)
-    history = select(
-        EnterpriseStatus.id,
-        EnterpriseStatus.enterprise_id,
-        EnterpriseStatus.effective_from,
-        func.lead(EnterpriseStatus.effective_from)
-        .over(partition_by=EnterpriseStatus.enterprise_id, order_by=(EnterpriseStatus.effective_from, EnterpriseStatus.id))
-        .label("effective_until"),
-    ).subquery("standing")
-    service_day = local_date(session, Charge.service_date)
-    per_charge = (
+    next_from = func.lead(EnterpriseStatus.effective_from).over(
+        partition_by=EnterpriseStatus.enterprise_id, order_by=(EnterpriseStatus.effective_from, EnterpriseStatus.id)
+    )
+    postgresql = _dialect(session) == "postgresql"
+    if postgresql:
+        # The status versions' local midnights as instants, so that each charge is matched by
+        # comparing timestamps instead of converting its own to a local date.
+        history = select(
+            EnterpriseStatus.id, EnterpriseStatus.enterprise_id,
+            func.timezone(DISTRICT_ZONE_NAME, cast(EnterpriseStatus.effective_from, DateTime)).label("effective_from"),
+            func.timezone(DISTRICT_ZONE_NAME, cast(next_from, DateTime)).label("effective_until"),
+        ).subquery("standing")
+        served: ColumnElement = Charge.service_date
+    else:
+        history = select(
+            EnterpriseStatus.id, EnterpriseStatus.enterprise_id, EnterpriseStatus.effective_from, next_from.label("effective_until"),
+        ).subquery("standing")
+        served = local_date(session, Charge.service_date)
+    child = aliased(Resource)
+    resources = select(
+        Resource.id,
+        Resource.unit_id,
+        ManagingUnit.code.label("unit_code"),
+        Resource.open_for_sharing.label("resource_open"),
+        and_(
+            Resource.retired_at.is_(None),
+            ~select(child.id).where(child.parent_id == Resource.id, child.retired_at.is_(None)).exists(),
+        ).label("leaf"),
+    ).join(ManagingUnit, ManagingUnit.id == Resource.unit_id).subquery("resource")
+    paid, refunded = _money_as_of(cutoff)
+    keys = (
+        Charge.enterprise_id,
+        history.c.id,
+        resources.c.unit_code,
+        UnitRelation.relation,
+        resources.c.resource_open,
+        resources.c.leaf,
+        resources.c.unit_id,
+    )
+    # The groups' order (the inputs digest lists them in it): a missing relation is 'none'.
+    order = (*keys[:3], func.coalesce(UnitRelation.relation, "none"), *keys[4:6])
+    grouped = (
         select(
-            Charge.id.label("charge_id"),
-            Charge.enterprise_id,
-            Charge.service_date,
-            history.c.id.label("standing_id"),
-            ManagingUnit.code.label("unit_code"),
-            func.coalesce(UnitRelation.relation, "none").label("relation"),
-            Resource.open_for_sharing.label("resource_open"),
-            func.coalesce(paid.c.fen, 0).label("paid_fen"),
-            func.coalesce(refunded.c.fen, 0).label("refunded_fen"),
+            *keys,
+            func.count().label("charges"),
+            func.min(Charge.id).label("first_charge_id"),
+            func.max(Charge.service_date).label("last_service_at"),
+            func.sum(paid).label("paid_fen"),
+            func.sum(refunded).label("refunded_fen"),
         )
-        .join(Resource, Resource.id == Charge.resource_id)
-        .join(ManagingUnit, ManagingUnit.id == Resource.unit_id)
-        .outerjoin(UnitRelation, and_(UnitRelation.enterprise_id == Charge.enterprise_id, UnitRelation.unit_id == Resource.unit_id))
+        .select_from(Charge)
+        .join(resources, resources.c.id == Charge.resource_id)
+        .outerjoin(UnitRelation, and_(UnitRelation.enterprise_id == Charge.enterprise_id, UnitRelation.unit_id == resources.c.unit_id))
         .outerjoin(
             history,
             and_(
                 history.c.enterprise_id == Charge.enterprise_id,
-                history.c.effective_from <= service_day,
-                or_(history.c.effective_until.is_(None), history.c.effective_until > service_day),
+                history.c.effective_from <= served,
+                or_(history.c.effective_until.is_(None), history.c.effective_until > served),
             ),
         )
-        .outerjoin(paid, paid.c.charge_id == Charge.id)
-        .outerjoin(refunded, refunded.c.charge_id == Charge.id)
         .where(Charge.kind == "service", Charge.status != "void", Charge.service_date >= since, Charge.service_date < until)
-        .subquery("per_charge")
-    )
-    grouped = (
-        select(
-            per_charge.c.enterprise_id,
-            per_charge.c.standing_id,
-            per_charge.c.unit_code,
-            per_charge.c.relation,
-            per_charge.c.resource_open,
-            func.count().label("charges"),
-            func.min(per_charge.c.charge_id).label("first_charge_id"),
-            func.max(per_charge.c.service_date).label("last_service_at"),
-            func.sum(per_charge.c.paid_fen).label("paid_fen"),
-            func.sum(per_charge.c.refunded_fen).label("refunded_fen"),
-        )
-        .group_by(
-            per_charge.c.enterprise_id, per_charge.c.standing_id, per_charge.c.unit_code,
-            per_charge.c.relation, per_charge.c.resource_open,
-        )
-        .order_by(per_charge.c.enterprise_id, per_charge.c.standing_id, per_charge.c.unit_code,
-                  per_charge.c.relation, per_charge.c.resource_open)
+        .group_by(*keys)
+        .order_by(*order)
     )
     rows = (await session.execute(grouped)).all()
-    standing_ids = {row.standing_id for row in rows if row.standing_id is not None}
+    standing_ids = {row[1] for row in rows if row[1] is not None}
     standings: dict[int, StandingRow] = {}
     if standing_ids:
-        for s in (await session.execute(select(EnterpriseStatus).where(EnterpriseStatus.id.in_(standing_ids)))).scalars():
-            standings[s.id] = StandingRow(s.id, s.effective_from, s.registered_in_district, s.verified, s.tech_sme, s.hnte, s.tier, s.controller)
-    out = []
-    for row in rows:
-        last = row.last_service_at
+        for s in (await session.execute(
+            select(EnterpriseStatus.id, EnterpriseStatus.effective_from, EnterpriseStatus.registered_in_district,
+                   EnterpriseStatus.verified, EnterpriseStatus.tech_sme, EnterpriseStatus.hnte, EnterpriseStatus.tier,
+                   EnterpriseStatus.controller).where(EnterpriseStatus.id.in_(standing_ids))
+        )).all():
+            standings[s[0]] = StandingRow(*s)
+    with paused_gc():
+        return _merge(rows, standings)
+
+
+def _merge(rows: list, standings: dict[int, StandingRow]) -> ServiceCharges:  # type: ignore[type-arg]
+    """Rows in group order → groups (rows differing only in ``leaf`` are one group) and income."""
+    groups: list[SubsidyGroup] = []
+    income: dict[int, int] = {}
+    previous = None
+    for enterprise_id, standing_id, unit_code, relation, resource_open, leaf, unit_id, count, first, last, paid, refunded in rows:
+        paid, refunded = int(paid or 0), int(refunded or 0)
+        if relation is None and resource_open and leaf:
+            income[unit_id] = income.get(unit_id, 0) + paid - refunded
         if isinstance(last, str):  # SQLite returns MAX() of a timestamp as text
             last = datetime.fromisoformat(last)
         if last.tzinfo is None:
             last = last.replace(tzinfo=UTC)
-        out.append(
-            SubsidyGroup(
-                enterprise_id=row.enterprise_id,
-                standing=standings.get(row.standing_id, NO_STANDING) if row.standing_id is not None else NO_STANDING,
-                unit_code=row.unit_code,
-                relation=row.relation,
-                resource_open=bool(row.resource_open),
-                charges=int(row.charges),
-                first_charge_id=int(row.first_charge_id),
-                last_service_at=last,
-                paid_fen=int(row.paid_fen or 0),
-                refunded_fen=int(row.refunded_fen or 0),
+        key = (enterprise_id, standing_id, unit_code, relation, bool(resource_open))
+        if key == previous:
+            g = groups[-1]
+            groups[-1] = SubsidyGroup(
+                enterprise_id, g.standing, unit_code, g.relation, g.resource_open, g.charges + int(count),
+                min(g.first_charge_id, int(first)), max(g.last_service_at, last), g.paid_fen + paid, g.refunded_fen + refunded,
             )
-        )
-    return out
+            continue
+        previous = key
+        standing = standings.get(standing_id, NO_STANDING) if standing_id is not None else NO_STANDING
+        groups.append(SubsidyGroup(
+            enterprise_id, standing, unit_code, relation or "none", bool(resource_open), int(count), int(first), last, paid, refunded,
+        ))
+    return ServiceCharges(groups, income)
+
+
+async def subsidy_groups(session: AsyncSession, period: Period, cutoff: datetime) -> list[SubsidyGroup]:
+    return (await service_charges(session, period, cutoff)).groups
 
 
 async def enterprises_by_id(session: AsyncSession, ids: set[int]) -> dict[int, EnterpriseRow]:
@@ -236,8 +317,13 @@ async def enterprises_by_id(session: AsyncSession, ids: set[int]) -> dict[int, E
     return {r.id: EnterpriseRow(r.id, r.uscc, r.name) for r in rows}
 
 
-async def unit_facts(session: AsyncSession, period: Period, cutoff: datetime) -> list[UnitRow]:
-    """Per managing unit, over its open resources and services in the period."""
+async def unit_facts(session: AsyncSession, period: Period, cutoff: datetime,
+                     income_by_unit: dict[int, int] | None = None) -> list[UnitRow]:
+    """Per managing unit, over its open resources and services in the period.
+
+    ``income_by_unit`` is ``ServiceCharges.income_by_unit`` when the caller has read the
+    charges already; otherwise they are read here.
+    """
     since, until = period_bounds(period.start, period.end)
     leaf = _leaf_resources()
     counts = (
@@ -285,35 +371,32 @@ async def unit_facts(session: AsyncSession, period: Period, cutoff: datetime) ->
     ).all()
     by_unit_usage = {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in usage}
 
-    # Ratings of external services of the period: a booking's start, or a walk-in session's.
-    session_log = aliased(UsageLog)
-    served_at = func.coalesce(Booking.starts_at, session_log.started_at)
+    # Ratings of external services of the period: a booked service's start, or a walk-in
+    # session's. Two joins by primary key, each only for its own ratings (one outer join to
+    # both would read every booking and every session to find the few rated ones).
+    booked = (
+        select(Rating.id, Rating.resource_id, Rating.enterprise_id, Rating.stars)
+        .join(Booking, Booking.id == Rating.booking_id)
+        .where(Booking.starts_at >= since, Booking.starts_at < until)
+    )
+    walk_in = (
+        select(Rating.id, Rating.resource_id, Rating.enterprise_id, Rating.stars)
+        .join(UsageLog, UsageLog.id == Rating.usage_session_id)
+        .where(Rating.booking_id.is_(None), UsageLog.started_at >= since, UsageLog.started_at < until)
+    )
+    rated = union_all(booked, walk_in).subquery("rated")
     ratings = (
         await session.execute(
-            select(Resource.unit_id, func.coalesce(func.sum(Rating.stars), 0), func.count(Rating.id))
-            .join(Resource, Resource.id == Rating.resource_id)
-            .outerjoin(Booking, Booking.id == Rating.booking_id)
-            .outerjoin(session_log, session_log.id == Rating.usage_session_id)
-            .where(Resource.open_for_sharing.is_(True), leaf, ~_related(Rating.enterprise_id), served_at >= since, served_at < until)
+            select(Resource.unit_id, func.coalesce(func.sum(rated.c.stars), 0), func.count(rated.c.id))
+            .select_from(rated)
+            .join(Resource, Resource.id == rated.c.resource_id)
+            .where(Resource.open_for_sharing.is_(True), leaf, ~_related(rated.c.enterprise_id))
             .group_by(Resource.unit_id)
         )
     ).all()
     by_unit_ratings = {row[0]: (int(row[1]), int(row[2])) for row in ratings}
 
-    paid, refunded = _net_paid_subqueries(cutoff)
-    income = (
-        await session.execute(
-            select(Resource.unit_id, func.coalesce(func.sum(func.coalesce(paid.c.fen, 0) - func.coalesce(refunded.c.fen, 0)), 0))
-            .select_from(Charge)
-            .join(Resource, Resource.id == Charge.resource_id)
-            .outerjoin(paid, paid.c.charge_id == Charge.id)
-            .outerjoin(refunded, refunded.c.charge_id == Charge.id)
-            .where(Charge.kind == "service", Charge.status != "void", Resource.open_for_sharing.is_(True), leaf,
-                   ~_related(Charge.enterprise_id), Charge.service_date >= since, Charge.service_date < until)
-            .group_by(Resource.unit_id)
-        )
-    ).all()
-    by_unit_income = {row[0]: int(row[1]) for row in income}
+    by_unit_income = income_by_unit if income_by_unit is not None else (await service_charges(session, period, cutoff)).income_by_unit
 
     out = []
     for unit_id, code, name, total, open_count in counts:
@@ -333,11 +416,15 @@ __all__ = [
     "NO_STANDING",
     "EnterpriseRow",
     "StandingRow",
+    "ServiceCharges",
     "SubsidyGroup",
     "UnitRow",
     "enterprises_by_id",
     "local_date",
     "minutes_between",
+    "paused_gc",
+    "planner_settings",
+    "service_charges",
     "subsidy_groups",
     "unit_facts",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from facility_share import audit, notifications
@@ -282,9 +282,11 @@ async def controllers_granted_this_year(session: AsyncSession, year: int, *, exc
 async def _gather(session: AsyncSession, settlement: Settlement, policy: PolicyVersion) -> tuple[dict[str, Any], Any]:
     """Everything the computation reads, as plain data (its digest is the inputs digest)."""
     period = period_of(settlement)
-    groups = await facts.subsidy_groups(session, period, settlement.cutoff_at)
-    enterprises = await facts.enterprises_by_id(session, {g.enterprise_id for g in groups})
-    units = await facts.unit_facts(session, period, settlement.cutoff_at)
+    async with facts.planner_settings(session):
+        charges = await facts.service_charges(session, period, settlement.cutoff_at)
+        groups = charges.groups
+        enterprises = await facts.enterprises_by_id(session, {g.enterprise_id for g in groups})
+        units = await facts.unit_facts(session, period, settlement.cutoff_at, charges.income_by_unit)
     granted = await granted_this_year(session, period.year, kind="subsidy", exclude_id=settlement.id)
     awarded = await granted_this_year(session, period.year, kind="award", exclude_id=settlement.id)
     controllers = await controllers_granted_this_year(session, period.year, exclude_id=settlement.id)
@@ -320,14 +322,18 @@ async def _compute(session: AsyncSession, settlement: Settlement, policy: Policy
         if settlement.award_budget_fen is None:
             settlement.award_budget_fen = award_default
     inputs, gathered = await _gather(session, settlement, policy)
-    result = finance_engine.compute(policy.document, settlement, *gathered)
+    with facts.paused_gc():
+        result = finance_engine.compute(policy.document, settlement, *gathered)
+        inputs_digest, results_digest = digest(inputs), digest(result.lines)
+        rows = [{"settlement_id": settlement.id, **row} for row in result.lines]
     await session.execute(delete(SettlementLine).where(SettlementLine.settlement_id == settlement.id))
-    for row in result.lines:
-        session.add(SettlementLine(settlement_id=settlement.id, **row))
+    # One multi-row INSERT per batch rather than a unit of work over thousands of objects.
+    if rows:
+        await session.execute(insert(SettlementLine), rows)
     settlement.subsidy_total_fen = result.subsidy_total_fen
     settlement.award_total_fen = result.award_total_fen
-    settlement.inputs_digest = digest(inputs)
-    settlement.results_digest = digest(result.lines)
+    settlement.inputs_digest = inputs_digest
+    settlement.results_digest = results_digest
     settlement.computed_at = now
     await session.flush()
 

@@ -48,6 +48,16 @@ async def refunds_of(session: AsyncSession, charge_id: int) -> list[Refund]:
     return list((await session.execute(select(Refund).where(Refund.charge_id == charge_id).order_by(Refund.id))).scalars())
 
 
+def money_as_of(charge: Charge, payments: list[Payment], refunds: list[Refund]) -> datetime | None:
+    """From when the charge's sums over these succeeded payments and refunds hold: the latest
+    time one of them succeeded (the charge's creation if none did); None if one has no time,
+    since a cut-off could then not tell whether it counts (settlements then read the rows)."""
+    times = [row.succeeded_at for row in (*payments, *refunds)]
+    if any(at is None for at in times):
+        return None
+    return max([charge.created_at, *times])  # type: ignore[type-var]
+
+
 async def recompute(session: AsyncSession, charge: Charge, *, actor_id: int | None = None, actor_kind: str = "system",
                     reason: str = "", at: datetime | None = None) -> Charge:
     """Bring the charge's and its payments' sums and the charge's status in line with the rows,
@@ -61,6 +71,7 @@ async def recompute(session: AsyncSession, charge: Charge, *, actor_id: int | No
     before = {"status": charge.status, "paid_fen": charge.paid_fen, "refunded_fen": charge.refunded_fen}
     charge.paid_fen = sum(p.amount_received_fen for p in succeeded)
     charge.refunded_fen = sum(r.amount_fen for r in refunds if r.status == "succeeded")
+    charge.money_as_of = money_as_of(charge, succeeded, [r for r in refunds if r.status == "succeeded"])
     in_flight = any(p.status == "processing" for p in payments)
     charge.status = rules.charge_status(charge.status, total_fen=charge.total_fen, paid_fen=charge.paid_fen,
                                         refunded_fen=charge.refunded_fen, in_flight=in_flight)
