@@ -7,9 +7,9 @@ queries against a long history.
 
 1. Throughput of non-conflicting bookings through `POST /api/v1/bookings` on a server process
    (uvicorn, --workers N) at 16 and 64 concurrent clients, with p50/p99 latency; and a raw
-   asyncpg loop running the booking transaction (lock the resource row, read overlapping
-   active bookings, insert the booking and its audit event, commit) on the same database with
-   the same concurrency. Prints the ratio (target >= 0.5).
+   asyncpg loop running the booking transaction the service runs (lock the resource row, read
+   overlapping active bookings, insert the booking with its audit event and notification job in
+   one statement, commit) on the same database with the same concurrency. Prints the ratio (target >= 0.5).
    Everything shares one machine, so each line also gives the CPU time per booking of the
    server processes, of PostgreSQL and of the load generator (read from /proc). The load
    generator is, by default, a minimal keep-alive HTTP/1.1 client (about 0.1 ms of CPU per
@@ -277,14 +277,18 @@ RAW_OVERLAP = (
     "SELECT starts_at, ends_at, quantity FROM bookings WHERE resource_id = $1 AND starts_at >= $2 AND starts_at < $3 "
     "AND ends_at > $4 AND status IN ('requested', 'approved')"
 )
+# The service's insert on PostgreSQL: the booking, its audit event and its notification job in
+# one statement (bookings.services._INSERT_BOOKING_AUDIT_AND_JOB).
 RAW_INSERT = (
-    "INSERT INTO bookings (resource_id, enterprise_id, user_id, starts_at, ends_at, quantity, samples, exclusive, mode, purpose, "
-    "status, decided_at, decision_reason, customer_class, estimate_fen, version, created_at, updated_at) "
-    "VALUES ($1, $2, $3, $4, $5, 1, 0, true, 'staff_operated', '', 'approved', now(), '', 'district', 10000, 0, now(), now()) RETURNING id"
-)
-RAW_AUDIT = (
-    "INSERT INTO audit_events (at, actor_id, actor_kind, action, entity, entity_id, reason) "
-    "VALUES (now(), $1, 'user', 'request_auto_approved', 'booking', $2, '')"
+    "WITH placed AS (INSERT INTO bookings (resource_id, enterprise_id, user_id, starts_at, ends_at, quantity, samples, exclusive, "
+    "mode, purpose, status, decided_at, decision_reason, customer_class, estimate_fen, version, created_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5, 1, 0, true, 'staff_operated', '', 'approved', now(), 'approved automatically', 'district', "
+    "10000, 0, now(), now()) RETURNING id), "
+    "notified AS (INSERT INTO jobs (kind, run_at, status, attempts, max_attempts, last_error, created_at, payload, dedupe_key) "
+    "SELECT 'notify', now(), 'queued', 0, 8, '', now(), json_build_object('event', 'booking.approved', 'booking_id', placed.id), "
+    "'notify:booking.approved:' || placed.id FROM placed ON CONFLICT (dedupe_key) DO NOTHING) "
+    "INSERT INTO audit_events (at, actor_id, actor_kind, action, entity, after, reason, entity_id) "
+    "SELECT now(), $3, 'user', 'request_auto_approved', 'booking', $6::json, '', placed.id FROM placed RETURNING entity_id"
 )
 
 
@@ -306,8 +310,9 @@ async def raw_load(dsn: str, clients: int, seconds: float, origin: datetime) -> 
                 async with conn.transaction():
                     await conn.fetchval("SELECT id FROM resources WHERE id = $1 FOR UPDATE", resource_id)
                     await conn.fetch(RAW_OVERLAP, resource_id, start - timedelta(days=31), end, start)
-                    booking_id = await conn.fetchval(RAW_INSERT, resource_id, member["enterprise_id"], member["id"], start, end)
-                    await conn.execute(RAW_AUDIT, member["id"], booking_id)
+                    after = json.dumps({"status": "approved", "starts_at": start.isoformat(), "ends_at": end.isoformat(), "quantity": 1,
+                                        "mode": "staff_operated", "decision_reason": "approved automatically", "version": 0})
+                    await conn.fetchval(RAW_INSERT, resource_id, member["enterprise_id"], member["id"], start, end, after)
                 slot += 1
                 done += 1
         return done

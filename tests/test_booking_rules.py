@@ -318,3 +318,57 @@ def test_shift_bookings_of_one_to_four_shifts_pass() -> None:
 def test_a_shift_booking_of_the_advertised_maximum_number_of_shifts_passes() -> None:
     five_shifts = Request(at(time(8), MONDAY), at(time(16), MONDAY + timedelta(days=2)))
     assert check(five_shifts, rules=SHIFT_RULES, calendar=SHIFT_CALENDAR) == []
+
+
+# ``slot_span_problem`` is the booking path's fast form of ``is_bookable_span`` for slot
+# resources; it must answer the same for every calendar and span, odd ones included
+# (overlapping or inverted hours, a daylight-saving timezone, closures, holidays).
+ZONES = ("Asia/Shanghai", "Europe/Berlin", "America/New_York", "UTC")
+clocks = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 20, 30, 45]))
+weekly_hours = st.builds(WeeklyHours, st.integers(0, 6), clocks, clocks)
+holidays = st.sets(st.integers(0, 6), max_size=2)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    weekly=st.lists(weekly_hours, max_size=9),
+    around_the_clock=st.booleans(),
+    slot_minutes=st.sampled_from([10, 15, 30, 45, 60, 90, 480]),
+    working_calendar=st.booleans(),
+    closed_weekdays=holidays,
+    day=st.dates(date(2026, 1, 1), date(2026, 12, 31)),
+    start_minutes=st.integers(0, 3 * 1440).map(lambda m: m - m % 15),
+    length_minutes=st.integers(15, 2 * 1440).map(lambda m: m - m % 15),
+    closures=st.lists(st.tuples(st.integers(0, 4 * 1440), st.integers(15, 600)), max_size=2),
+)
+def test_slot_span_problem_agrees_with_is_bookable_span(zone, weekly, around_the_clock, slot_minutes, working_calendar,
+                                                       closed_weekdays, day, start_minutes, length_minutes, closures) -> None:
+    from facility_share.bookings.availability import is_bookable_span
+    from facility_share.bookings.rules import slot_span_problem
+
+    if around_the_clock:
+        weekly = [*weekly, *(WeeklyHours(d, time(0), time(0)) for d in range(7))]
+    origin = datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    calendar = ResourceCalendar(
+        zone, 1, tuple(weekly), working_calendar=working_calendar, slot_minutes=slot_minutes,
+        closures=tuple(Interval(origin + timedelta(minutes=s), origin + timedelta(minutes=s + n)) for s, n in closures),
+    )
+
+    def classify_day(d: date) -> DayKind:
+        if d.weekday() in closed_weekdays:
+            return DayKind.HOLIDAY
+        return DayKind.MAKEUP_WORKDAY if d.day == 1 else plain_weeks(d)
+
+    span = Interval(origin + timedelta(minutes=start_minutes), origin + timedelta(minutes=start_minutes + length_minutes))
+    assert slot_span_problem(calendar, span, classify_day) == is_bookable_span(calendar, span, classify_day)
+
+
+def test_slot_span_problem_on_the_usual_cases() -> None:
+    from facility_share.bookings.rules import slot_span_problem
+
+    assert slot_span_problem(CALENDAR, Interval(at(time(9)), at(time(10))), plain_weeks) is None
+    assert slot_span_problem(CALENDAR, Interval(at(time(9, 15)), at(time(10, 15))), plain_weeks) == "granularity"
+    assert slot_span_problem(CALENDAR, Interval(at(time(11, 30)), at(time(13, 30))), plain_weeks) == "opening_hours"
+    closed = replace(CALENDAR, closures=(Interval(at(time(9, 30)), at(time(9, 45))),))
+    assert slot_span_problem(closed, Interval(at(time(9)), at(time(10))), plain_weeks) == "closure"

@@ -224,6 +224,31 @@ async def test_auto_approval_where_none_is_needed(imported, world) -> None:
     minutes = auto.min_minutes
     booking = await book(imported, world["member_a"], code=auto.code, start=unit.start, end=unit.start + timedelta(minutes=minutes))
     assert booking.status == "approved" and booking.decision_deadline is None
+    await assert_notified(imported, booking.id, "booking.approved")
+
+
+async def assert_notified(db, booking_id: int, event: str) -> None:  # type: ignore[no-untyped-def]
+    """The booking's transaction queued its notification job as ``notifications.booking_event``
+    does (PostgreSQL builds it inside the booking's insert statement)."""
+    from facility_share.db.models import Job
+    from facility_share.jobs.queue import DEFAULT_MAX_ATTEMPTS, HANDLERS
+    from facility_share.notifications.events import NOTIFY, event_key
+
+    async with db.session() as session:
+        jobs = (await session.execute(select(Job).where(Job.dedupe_key == event_key(event, booking_id)))).scalars().all()
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert (job.kind, job.payload, job.status, job.attempts, job.last_error) == (
+        NOTIFY, {"event": event, "booking_id": booking_id}, "queued", 0, "")
+    registered = HANDLERS.get(NOTIFY)
+    assert job.max_attempts == (registered.max_attempts if registered else DEFAULT_MAX_ATTEMPTS)
+    assert job.run_at is not None and job.run_at <= datetime.now(UTC)
+
+
+async def test_a_request_queues_its_notification(imported, world) -> None:
+    booking = await book(imported, world["member_a"])
+    assert booking.status == "requested"
+    await assert_notified(imported, booking.id, "booking.requested")
 
 
 async def test_workshop_with_lines_is_booked_by_line(imported, world, loaded_catalog) -> None:

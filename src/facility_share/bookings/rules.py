@@ -18,8 +18,13 @@ from facility_share.bookings.availability import (
     Interval,
     Load,
     ResourceCalendar,
+    _local,
+    _local_days,
     candidate_units,
+    clip,
+    hours_for_day,
     is_bookable_span,
+    merge,
     peak_load,
 )
 from facility_share.bookings.working_calendar import classify
@@ -98,6 +103,52 @@ def held_minutes(calendar: ResourceCalendar, span: Interval, classify_day: DayCl
     return sum(unit.minutes for unit, _label in units if span.contains(unit))
 
 
+def slot_span_problem(calendar: ResourceCalendar, span: Interval, classify_day: DayClassifier = classify) -> str | None:
+    """``is_bookable_span`` for a slot resource (``booking_unit == "slot"``), with the same
+    result for every span, computed without listing every slot of the days around it.
+
+    ``is_bookable_span`` lists all slots of the local days around ``span`` (about 250 for a
+    resource open around the clock) and keeps those inside it; here the slots inside ``span``
+    are computed directly from each opening interval (the same arithmetic: ``slot_minutes``
+    steps from the interval's start while a whole slot fits), in the same order. The opening
+    hours are checked on the same merged intervals of the same days. Slots inside ``span``
+    cannot touch a closure once ``span`` itself does not, so the closure filter of
+    ``candidate_units`` has nothing to remove from them.
+    """
+    if any(span.overlaps(c) for c in calendar.closures):
+        return "closure"
+    margin = timedelta(days=1)
+    window_start, window_end = span.start - margin, span.end + margin
+    zone = ZoneInfo(calendar.timezone)
+    day_open = [
+        Interval(_local(day, hours.opens, zone), _local(day, hours.closes, zone, end=True))
+        for day in _local_days(calendar, window_start, window_end)
+        for hours in hours_for_day(calendar, day, classify_day)
+    ]
+    opened = clip(merge(day_open), Interval(window_start, window_end))
+    if not any(o.contains(span) for o in opened):
+        return "opening_hours"
+    step = timedelta(minutes=calendar.slot_minutes)
+    # Where the first slot inside ``span`` starts, then the slots that follow it; the slot that
+    # starts where the previous one ended is the only one that can keep the tiling unbroken.
+    expected, first, last_end = span.start, None, None
+    for interval in day_open:
+        # The first slot of ``interval`` starting at or after span.start: ceil((span.start - start) / step).
+        index = max(0, -((interval.start - span.start) // step))
+        cursor = interval.start + index * step
+        while cursor + step <= interval.end and cursor + step <= span.end:
+            # (cursor >= span.start holds: the slot is inside span, as candidate_units keeps it.)
+            if first is None:
+                first = cursor
+            elif cursor != expected:
+                return "granularity"
+            expected = last_end = cursor + step
+            cursor = last_end
+    if first is None or first != span.start or last_end != span.end:
+        return "granularity"
+    return None
+
+
 def check_request(
     rules: BookingRules,
     calendar: ResourceCalendar,
@@ -114,7 +165,8 @@ def check_request(
     # between them: "at most 5 shifts" is max_minutes = 5 × 480 however the shifts fall.
     minutes = span.minutes if calendar.booking_unit == "slot" else held_minutes(calendar, span, classify_day)
 
-    problem = is_bookable_span(calendar, span, classify_day)
+    problem = (slot_span_problem(calendar, span, classify_day) if calendar.booking_unit == "slot"
+               else is_bookable_span(calendar, span, classify_day))
     # Units that do not fit make the held length meaningless: report only the fit then.
     if problem is None or calendar.booking_unit == "slot":
         if minutes < rules.min_minutes:

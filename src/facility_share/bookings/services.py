@@ -18,12 +18,14 @@ from datetime import datetime, time, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, literal_column, null, or_, select, union_all, update
+from sqlalchemy import String, and_, bindparam, cast, exists, func, insert, literal_column, null, or_, select, union_all, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, make_transient_to_detached, selectinload
 
 from facility_share import audit, notifications
+from facility_share.jobs import queue as jobs_queue
 from facility_share.accounts.principal import Principal
 from facility_share.accounts.services import qualified_until
 from facility_share.billing.pricing import FeeRule, customer_class
@@ -37,6 +39,7 @@ from facility_share.db.models import (
     Closure,
     Enterprise,
     FeeItem,
+    Job,
     ManagingUnit,
     Resource,
     UnitRelation,
@@ -322,7 +325,7 @@ async def expire_overdue(session: AsyncSession, now: datetime, *, resource_id: i
 # The busiest write of the platform, so it is written for few round trips and little work per
 # request: Core statements over the tables (no ORM objects), the resource's definition from a
 # per-process cache, and one statement for everything read under the lock. On PostgreSQL:
-# lock, read, insert (with its audit event), commit.
+# lock, read, insert (with its audit event and notification job), commit.
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +392,7 @@ async def resource_definition(session: AsyncSession, code: str, stamp: tuple[Any
 
 _resources, _bookings, _closures = Resource.__table__, Booking.__table__, Closure.__table__
 _enterprises, _relations, _units, _audit = Enterprise.__table__, UnitRelation.__table__, ManagingUnit.__table__, AuditEvent.__table__
+_jobs = Job.__table__
 
 # The resource row locked (PostgreSQL; SQLite's write transaction already holds the database's
 # lock), with the stamp of its definition and the booking enterprise's side of the price.
@@ -414,13 +418,16 @@ _LOCK_RESOURCE = (
 # ``active_loads``), 1 = closures of the resource and its workshop, 2 = a marker if the
 # resource has requests past their decision deadline (to expire before counting), and, for
 # resources that need approval, 3 = the enterprise's open requests.
+# The active statuses written into the statement: a list of values would be an "expanding"
+# parameter, whose SQL SQLAlchemy rewrites on every execution.
+_ACTIVE_LITERALS = [literal_column(f"'{status}'") for status in ACTIVE_STATUSES]
 _NEAR_PARTS = (
     select(literal_column("0").label("part"), _bookings.c.starts_at, _bookings.c.ends_at, _bookings.c.quantity).where(
         _bookings.c.resource_id == bindparam("resource_id"),
         _bookings.c.starts_at >= bindparam("reach"),
         _bookings.c.starts_at < bindparam("end"),
         _bookings.c.ends_at > bindparam("start"),
-        _bookings.c.status.in_(ACTIVE_STATUSES),
+        _bookings.c.status.in_(_ACTIVE_LITERALS),
     ),
     select(literal_column("1"), _closures.c.starts_at, _closures.c.ends_at, literal_column("0")).where(
         _closures.c.resource_id.in_([bindparam("resource_id"), bindparam("parent_id")]),
@@ -457,7 +464,10 @@ _AUDIT_VALUES = {
     "reason": literal_column("''"),
 }
 _INSERT_AUDIT = insert(_audit).values(entity_id=bindparam("entity_id", type_=_audit.c.entity_id.type), **_AUDIT_VALUES)
-# PostgreSQL: the booking and its audit event in one statement.
+# PostgreSQL: the booking, its audit event and its notification job in one statement. The job
+# is the row ``notifications.booking_event`` enqueues (``jobs.queue``: same columns, same
+# ``ON CONFLICT (dedupe_key) DO NOTHING``); its payload and dedupe key name the booking's id,
+# which only the insert knows, so they are built here from the event and the key's prefix.
 _placed = _INSERT_BOOKING.cte("placed")
 _INSERT_BOOKING_AND_AUDIT = (
     insert(_audit)
@@ -467,6 +477,34 @@ _INSERT_BOOKING_AND_AUDIT = (
     )
     .returning(_audit.c.entity_id)
 )
+_JOB_FIXED = ("kind", "run_at", "status", "attempts", "max_attempts", "last_error", "created_at")
+_notified = (
+    postgresql.insert(_jobs)
+    .from_select(
+        [*_JOB_FIXED, "payload", "dedupe_key"],
+        select(
+            *(bindparam(f"job_{name}", type_=_jobs.c[name].type) for name in _JOB_FIXED),
+            func.json_build_object(literal_column("'event'"), cast(bindparam("job_event", type_=String()), String()),
+                                   literal_column("'booking_id'"), _placed.c.id),
+            cast(bindparam("job_key_prefix", type_=String()), String()) + cast(_placed.c.id, String()),
+        ).select_from(_placed),
+    )
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .cte("notified")
+)
+_INSERT_BOOKING_AUDIT_AND_JOB = _INSERT_BOOKING_AND_AUDIT.add_cte(_notified)
+
+
+def _job_values(action: str, now: datetime) -> dict[str, Any] | None:
+    """The parameters of the notification job of a booking placed with audit ``action`` (None:
+    the action notifies nobody): the columns ``jobs.queue`` would give it, and the event and
+    dedupe-key prefix from which the statement builds the payload and key once the id is known."""
+    event = notifications.events.BOOKING_EVENTS.get(action)
+    if event is None:
+        return None
+    row = jobs_queue._row(notifications.events.NOTIFY, {}, None, None, None, now)
+    prefix = notifications.events.event_key(event, 0).removesuffix("0")
+    return {**{f"job_{name}": row[name] for name in _JOB_FIXED}, "job_event": event, "job_key_prefix": prefix}
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,8 +636,12 @@ async def place_booking(session: AsyncSession, principal: Principal, data: Booki
         "action": "request" if status == "requested" else "request_auto_approved",
         "after": audit.snapshot(SimpleNamespace(**values), AUDITED),
     }
+    # The job's times are the enqueue's (the clock now, as ``jobs.queue.enqueue`` takes them).
+    job = _job_values(audit_values["action"], utcnow()) if connection.dialect.name == "postgresql" else None
     try:
-        if connection.dialect.name == "postgresql":
+        if job is not None:
+            booking_id = (await connection.execute(_INSERT_BOOKING_AUDIT_AND_JOB, {**values, **audit_values, **job})).scalar_one()
+        elif connection.dialect.name == "postgresql":
             booking_id = (await connection.execute(_INSERT_BOOKING_AND_AUDIT, {**values, **audit_values})).scalar_one()
         else:
             booking_id = (await connection.execute(_INSERT_BOOKING, values)).scalar_one()
@@ -608,7 +650,8 @@ async def place_booking(session: AsyncSession, principal: Principal, data: Booki
         if getattr(exc.orig, "sqlstate", None) == "23P01":
             raise Conflict("that time has just been booked by someone else; choose another time") from None
         raise
-    await notifications.booking_event(session, audit_values["action"], booking_id)
+    if job is None:
+        await notifications.booking_event(session, audit_values["action"], booking_id)
     return PlacedBooking(booking_id, resource, row.unit_code, row.uscc, row.enterprise_name, values)
 
 
