@@ -15,7 +15,7 @@ from typing import Any
 from facility_share.finance import award as award_rules
 from facility_share.finance.explain import explain_both, policy_class_names
 from facility_share.finance import subsidy as subsidy_rules
-from facility_share.finance.facts import EnterpriseRow, StandingRow, SubsidyGroup, UnitRow
+from facility_share.finance.facts import EnterpriseRow, SubsidyGroup, UnitRow
 from facility_share.finance.periods import Period as SettlementPeriod
 from facility_share.finance.policy import Period, policy_from_document
 from facility_share.usage.figures import DISTRICT_ZONE
@@ -32,13 +32,15 @@ class Result:
 
 def _charge_facts(groups: list[SubsidyGroup]) -> list[subsidy_rules.ChargeFact]:
     out = []
-    standings: dict[StandingRow, subsidy_rules.Standing] = {}  # one per status version, not per group
+    # One Standing per status version rather than per group (the facts share one StandingRow
+    # object per version, so identity is the cheap key).
+    standings: dict[int, subsidy_rules.Standing] = {}
     ChargeFact = subsidy_rules.ChargeFact
     for g in groups:
         s = g.standing
-        standing = standings.get(s)
+        standing = standings.get(id(s))
         if standing is None:
-            standing = standings[s] = subsidy_rules.Standing(
+            standing = standings[id(s)] = subsidy_rules.Standing(
                 registered_in_district=s.registered_in_district, verified=s.verified, tech_sme=s.tech_sme, hnte=s.hnte,
                 tier=s.tier, controller=s.controller,
             )
@@ -92,7 +94,8 @@ def compute(
             "before_budget_fen": line.before_budget_fen, "adjustment_fen": 0, "amount_fen": line.amount_fen,
             "flags": list(line.flags),
             "figures": {**plain(line.figures()), "granted_this_year_fen": granted.get(line.enterprise_id, 0)},
-            "steps": plain(list(line.steps)),
+            # The subsidy's steps are JSON-ready as made (subsidy.py): no copy of every value.
+            "steps": list(line.steps),
             "explanation_zh": explanation_zh, "explanation_en": explanation_en,
         })
         result.subsidy_total_fen += line.amount_fen
