@@ -6,6 +6,7 @@ nothing; other enterprises' charges and other units' refunds are not found."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,7 +15,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import func, select
 
-from facility_share.db.models import Booking, Charge, Payment, Refund, User, utcnow
+from facility_share.db.models import Booking, Charge, ManagingUnit, Payment, Refund, Resource, User, utcnow
 from facility_share.demo import DEMO_PASSWORD
 from facility_share.payments import ledger
 from facility_share.settings import Settings
@@ -65,16 +66,27 @@ def chen_charges(settings: Settings) -> dict[str, list[int]]:
     return found
 
 
+def every_page(client: TestClient, url: str) -> str:
+    """The text of a paged list's pages, following its "next" links to the last."""
+    texts = []
+    while url:
+        page = client.get(url, headers=HTML)
+        assert page.status_code == 200
+        texts.append(page.text)
+        found = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+        url = html.unescape(found.group(1)) if found else ""
+    return "".join(texts)
+
+
 def test_enterprise_sees_online_payments_in_every_state(client: TestClient, settings: Settings) -> None:
     found = chen_charges(settings)
     assert set(found) == {"succeeded", "refunded", "processing", "failed"}
     for lang, words in (("en", ("Processing", "The last online payment was declined: Your card was declined.", "Refunded: ¥")),
                         ("zh_CN", ("处理中", "最近一次在线付款被拒绝：Your card was declined.", "已退款：¥"))):
         sign_in(client, CHEN, lang)
-        page = client.get("/me/charges", headers=HTML)
-        assert page.status_code == 200
+        text = every_page(client, "/me/charges")
         for word in words:
-            assert word in page.text, (lang, word)
+            assert word in text, (lang, word)
     sign_in(client, CHEN)
     refunded = client.get(f"/me/charges/{found['refunded'][0]}/pay", headers=HTML)
     assert "one sample not measured" in refunded.text and "Online (Stripe)" in refunded.text
@@ -96,11 +108,15 @@ def test_other_enterprises_charges_and_payments_are_not_found(client: TestClient
 
 
 def test_unit_refunds_with_a_reason_and_bad_input_changes_nothing(client: TestClient, settings: Settings) -> None:
-    charge_id = chen_charges(settings)["succeeded"][0]
+    # One paid online in the manager's unit (the demo pays online in other units too).
+    charge_id = query(settings, select(Charge.id).join(Resource, Charge.resource_id == Resource.id)
+                      .join(ManagingUnit, Resource.unit_id == ManagingUnit.id)
+                      .where(Charge.id.in_(chen_charges(settings)["succeeded"]), ManagingUnit.code == "WQ-TJMAT")
+                      .order_by(Charge.id).limit(1))[0][0]
     before = query(settings, select(func.count()).select_from(Refund))[0][0]
     sign_in(client, MANAGER, "zh_CN")
-    page = client.get("/manage/payments?unit=WQ-TJMAT", headers=HTML)
-    assert page.status_code == 200 and f'id="charge-{charge_id}"' in page.text and "收款与退款" in page.text
+    text = every_page(client, "/manage/payments?unit=WQ-TJMAT")
+    assert f'id="charge-{charge_id}"' in text and "收款与退款" in text
     for data, status, message in (
         ({"amount": "abc", "reason": "x"}, 400, "请以元为单位填写金额"),
         ({"amount": "10", "reason": ""}, 400, "请说明退款原因"),

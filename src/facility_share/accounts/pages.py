@@ -46,6 +46,7 @@ from facility_share.db.models import (
 )
 from facility_share.errors import Conflict, FacilityShareError, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from facility_share.settings import Settings
+from facility_share.web import paging
 from facility_share.web.deps import AppSettings, DbSession, Lang, RecordId
 from facility_share.web.i18n import I18n
 from facility_share.web.pages import safe_next
@@ -53,7 +54,8 @@ from facility_share.web.render import render
 
 SESSION_MAX_AGE = int(services.SESSION_LIFETIME.total_seconds())
 GRANTABLE_ROLES = ("unit_manager", "finance", "admin")
-MAX_LIST = 300
+# Rows on one page of the admin and qualification lists.
+LIST_PAGE_SIZE = 50
 
 
 # --- small helpers shared by the account and booking pages ------------------------------------
@@ -464,8 +466,6 @@ class AdminPages(Controller):
         statement = (
             select(Enterprise, func.coalesce(members.c.members, 0))
             .outerjoin(members, members.c.enterprise_id == Enterprise.id)
-            .order_by(Enterprise.verified_at.is_not(None), Enterprise.created_at.desc(), Enterprise.id.desc())
-            .limit(MAX_LIST)
         )
         if show == "unverified":
             statement = statement.where(Enterprise.verified_at.is_(None))
@@ -474,11 +474,20 @@ class AdminPages(Controller):
         if q:
             like = f"%{q.replace('%', '').replace('_', '')}%"
             statement = statement.where(or_(Enterprise.name.ilike(like), Enterprise.name_en.ilike(like), Enterprise.uscc.ilike(like)))
-        rows = (await db_session.execute(statement)).all()
+        page = paging.paginate(
+            await paging.count_rows(db_session, statement), paging.page_number(request.query_params), size=LIST_PAGE_SIZE,
+            path="/admin/enterprises", params={"status": show if show != "all" else "", "q": q}, anchor="enterprises",
+        )
+        rows = (
+            await db_session.execute(
+                statement.order_by(Enterprise.verified_at.is_not(None), Enterprise.created_at.desc(), Enterprise.id.desc())
+                .offset(page.offset).limit(page.size)
+            )
+        ).all()
         waiting = (await db_session.execute(select(func.count()).where(Enterprise.verified_at.is_(None)))).scalar_one()
-        page = render(request, i18n, "accounts/admin_enterprises.html", rows=rows, show=show, q=q, waiting=waiting,
-                      error=error, filters=ENTERPRISE_FILTERS, words=AccountWords(i18n))
-        return with_status(page, 400) if error else page
+        shown = render(request, i18n, "accounts/admin_enterprises.html", rows=rows, show=show, q=q, waiting=waiting,
+                       error=error, filters=ENTERPRISE_FILTERS, words=AccountWords(i18n), page=page)
+        return with_status(shown, 400) if error else shown
 
     async def _enterprise_page(self, request: Request, db_session: Any, i18n: I18n, settings: Settings,
                                enterprise_id: int, form: Form | None = None) -> Template:
@@ -563,16 +572,18 @@ class AdminPages(Controller):
     async def _users_page(self, request: Request, db_session: Any, i18n: I18n, *, form: Form | None = None,
                           error: str = "") -> Template:
         q = (request.query_params.get("q") or "").strip()[:100]
-        statement = (
-            select(User, Enterprise.name)
-            .outerjoin(Enterprise, User.enterprise_id == Enterprise.id)
-            .order_by(User.email)
-            .limit(MAX_LIST)
-        )
+        statement = select(User, Enterprise.name).outerjoin(Enterprise, User.enterprise_id == Enterprise.id)
         if q:
             like = f"%{q.replace('%', '').replace('_', '')}%"
             statement = statement.where(or_(User.email.ilike(like), User.name.ilike(like), Enterprise.name.ilike(like)))
-        rows = (await db_session.execute(statement)).all()
+        # A form shown again with its error is posted to another address: its links go to the list.
+        page = paging.paginate(
+            await paging.count_rows(db_session, statement), paging.page_number(request.query_params), size=LIST_PAGE_SIZE,
+            path="/admin/users", params={"q": q}, anchor="users",
+        )
+        rows = (
+            await db_session.execute(statement.order_by(User.email, User.id).offset(page.offset).limit(page.size))
+        ).all()
         ids = [user.id for user, _name in rows]
         grants: dict[int, list[tuple[str, ManagingUnit | None]]] = {}
         if ids:
@@ -592,7 +603,7 @@ class AdminPages(Controller):
             request, i18n, "accounts/admin_users.html",
             rows=rows, grants=grants, units=units, q=q, roles=GRANTABLE_ROLES,
             form=form or Form({"email": "", "role": "", "unit": ""}), error=error,
-            done=request.query_params.get("done", ""), words=AccountWords(i18n),
+            done=request.query_params.get("done", ""), words=AccountWords(i18n), page=page,
         )
 
     @get("/users", name="admin-users", cache=False)
@@ -677,8 +688,6 @@ class QualificationPages(Controller):
             .join(User, Qualification.user_id == User.id)
             .join(Resource, Qualification.resource_id == Resource.id)
             .outerjoin(granter, granter.c.id == Qualification.granted_by_id)
-            .order_by(Qualification.revoked_at.is_not(None), Qualification.valid_until.desc(), Qualification.id.desc())
-            .limit(MAX_LIST)
         )
         resources_q = select(Resource, ManagingUnit).join(ManagingUnit, Resource.unit_id == ManagingUnit.id).where(
             Resource.retired_at.is_(None)
@@ -686,7 +695,16 @@ class QualificationPages(Controller):
         if not principal.is_admin:
             statement = statement.where(Resource.unit_id.in_(principal.managed_unit_ids))
             resources_q = resources_q.where(Resource.unit_id.in_(principal.managed_unit_ids))
-        rows = (await db_session.execute(statement)).all()
+        page = paging.paginate(
+            await paging.count_rows(db_session, statement), paging.page_number(request.query_params), size=LIST_PAGE_SIZE,
+            path="/manage/qualifications", anchor="qualifications",
+        )
+        rows = (
+            await db_session.execute(
+                statement.order_by(Qualification.revoked_at.is_not(None), Qualification.valid_until.desc(), Qualification.id.desc())
+                .offset(page.offset).limit(page.size)
+            )
+        ).all()
         resources = (await db_session.execute(resources_q.order_by(ManagingUnit.code, Resource.code))).all()
         groups: dict[str, tuple[ManagingUnit, list[Resource]]] = {}
         for resource, unit in resources:
@@ -697,7 +715,7 @@ class QualificationPages(Controller):
         return render(
             request, i18n, "accounts/qualifications.html",
             rows=rows, groups=list(groups.values()), form=form or default, today=today,
-            done=done if done in ("granted", "revoked") else "", words=AccountWords(i18n), tz=settings.timezone,
+            done=done if done in ("granted", "revoked") else "", words=AccountWords(i18n), tz=settings.timezone, page=page,
         )
 
     @get("/", name="qualifications", cache=False)

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_skeleton
@@ -40,6 +40,7 @@ from facility_share.catalog import queries
 from facility_share.catalog.pages import Words
 from facility_share.db.models import Booking, Enterprise, ManagingUnit, Rating, Resource, UsageLog, utcnow
 from facility_share.errors import Conflict, FacilityShareError, Forbidden, InvalidInput, NotFound
+from facility_share.web import paging
 from facility_share.web.deps import AppSettings, DbSession, Lang, RecordId
 from facility_share.web.i18n import I18n
 from facility_share.web.pages import safe_next
@@ -504,13 +505,69 @@ async def compute_estimate(session: Any, resource: Resource, principal: Principa
     return Estimate(amount, klass, services.count_units(calendar, span), span.minutes)
 
 
-async def my_bookings_page(request: Request, session: Any, i18n: I18n, *, error: str = "", status: int = 200) -> Template:
+MY_BOOKINGS_PAGE_SIZE = 25
+# One-time notices of /me/bookings (after booking, cancelling, checking in or out): not carried
+# to the other pages.
+MY_BOOKINGS_NOTICES = ("created", "cancelled", "checked_in", "checked_out")
+
+
+def my_bookings_url(number: int = 1, **notice: Any) -> str:
+    """/me/bookings on page ``number``, with a notice (e.g. ``cancelled=12``)."""
+    query = {**({"page": number} if number > 1 else {}), **notice}
+    return "/me/bookings" + (f"?{urlencode(query)}" if query else "")
+
+
+def page_of(target: str) -> int:
+    """The page number in a /me/bookings address (a form's ``next``)."""
+    return paging.page_number(dict(parse_qsl(urlsplit(target).query)))
+
+
+async def _noticed(session: Any, principal: Principal, rows: list[Booking], raw: str | None) -> Booking | None:
+    """The booking a notice speaks of: on the page shown, or else read on its own (it may be on
+    another page), if it is the enterprise's."""
+    if not raw or not raw.isdigit() or len(raw) > 12:
+        return None
+    found = next((b for b in rows if b.id == int(raw)), None)
+    if found is None and principal.enterprise_id is not None:
+        try:
+            found = await services.get_booking(session, principal, int(raw))
+        except NotFound:
+            return None
+        if found.enterprise_id != principal.enterprise_id:
+            return None
+    return found
+
+
+async def my_bookings_page(request: Request, session: Any, i18n: I18n, *, error: str = "", status: int = 200,
+                           number: int | None = None) -> Template:
+    """The enterprise's bookings, one page of them: ``number``, else the query string's ``page``
+    (a form shown again with its error passes the page it was posted from)."""
     principal: Principal = request.user
     words = BookingWords(i18n)
     rows: list[Booking] = []
     total = 0
+    if number is None:
+        number = paging.page_number(request.query_params)
+    # Links keep the query of /me/bookings itself, not that of a form's address.
+    params = request.query_params if request.method == "GET" else None
+
+    def page_at(total: int, number: int) -> paging.Page:
+        return paging.paginate(total, number, size=MY_BOOKINGS_PAGE_SIZE, path="/me/bookings", params=params,
+                               drop=MY_BOOKINGS_NOTICES, anchor="bookings")
+
+    page = page_at(0, 1)
     if principal.enterprise_id is not None:
-        rows, total = await services.list_bookings(session, principal, services.BookingFilter(limit=200), scope="mine")
+        # The rows and their total come in one call, so the page asked for is read first.
+        rows, total = await services.list_bookings(
+            session, principal,
+            services.BookingFilter(limit=MY_BOOKINGS_PAGE_SIZE, offset=(number - 1) * MY_BOOKINGS_PAGE_SIZE), scope="mine",
+        )
+        page = page_at(total, number)
+        if page.number != number:  # past the last page (a stale link): show the last one
+            rows, total = await services.list_bookings(
+                session, principal, services.BookingFilter(limit=page.size, offset=page.offset), scope="mine"
+            )
+            page = page_at(total, page.number)
     now = utcnow()
     cancellable = set()
     for b in rows:
@@ -520,19 +577,13 @@ async def my_bookings_page(request: Request, session: Any, i18n: I18n, *, error:
             continue
         cancellable.add(b.id)
     rated, self_check_in, self_check_out = await _usage_state(session, principal, rows, now)
-    created = request.query_params.get("created", "")
-    cancelled = request.query_params.get("cancelled", "")
-    created_booking = next((b for b in rows if str(b.id) == created), None)
-    cancelled_booking = next((b for b in rows if str(b.id) == cancelled), None)
-    page = render(
+    notices = {name: await _noticed(session, principal, rows, request.query_params.get(name)) for name in MY_BOOKINGS_NOTICES}
+    shown = render(
         request, i18n, "bookings/my_bookings.html",
-        rows=rows, total=total, cancellable=cancellable, words=words, now=now, error=error,
-        created=created_booking, cancelled=cancelled_booking,
-        rated=rated, self_check_in=self_check_in, self_check_out=self_check_out,
-        checked_in=next((b for b in rows if str(b.id) == request.query_params.get("checked_in", "")), None),
-        checked_out=next((b for b in rows if str(b.id) == request.query_params.get("checked_out", "")), None),
+        rows=rows, total=total, page=page, cancellable=cancellable, words=words, now=now, error=error,
+        rated=rated, self_check_in=self_check_in, self_check_out=self_check_out, **notices,
     )
-    return with_status(page, status)
+    return with_status(shown, status)
 
 
 async def _usage_state(session: Any, principal: Principal, rows: list[Booking],
@@ -689,13 +740,13 @@ class BookingActionPages(Controller):
             message = words.action_error(exc, resource_tz or settings.timezone)
             status = exc.status_code if exc.status_code in (400, 403, 404, 409) else 400
             if target.startswith("/me/bookings") and principal.enterprise_id is not None:
-                return await my_bookings_page(request, db_session, i18n, error=message, status=status)
+                return await my_bookings_page(request, db_session, i18n, error=message, status=status, number=page_of(target))
             page = render(request, i18n, "bookings/action_failed.html", message=message, back=target, words=words,
                           action=action, booking_id=booking_id)
             return with_status(page, status)
         await db_session.commit()
         if action == "cancel" and target.startswith("/me/bookings"):
-            return Redirect(with_query("/me/bookings", cancelled=booking.id), status_code=303)
+            return Redirect(my_bookings_url(page_of(target), cancelled=booking.id), status_code=303)
         return Redirect(with_query(target, done=action, booking=booking.id), status_code=303)
 
 

@@ -30,12 +30,14 @@ from facility_share.payments import advances, ledger, rules, services
 from facility_share.payments.webhooks import app_gateway
 from facility_share.settings import Settings
 from facility_share.usage.pages import UsageWords, choose_unit, error_status, managed_units
+from facility_share.web import paging
 from facility_share.web.deps import DbSession, Lang, RecordId
 from facility_share.web.i18n import I18n
 from facility_share.web.render import render
 
 STRIPE_JS = "https://js.stripe.com/v3/"
 HISTORY = timedelta(days=180)
+PAGE_SIZE = 20
 YUAN = re.compile(r"^\s*(?:¥|￥)?\s*(\d{1,9})(?:\.(\d{1,2}))?\s*$")
 
 
@@ -255,19 +257,26 @@ class ManagerPaymentPages(Controller):
     opt = {"access": "manager"}
 
     async def _page(self, request: Request, session: Any, i18n: I18n, *, unit_code: str,
-                    forms: dict[int, RefundForm] | None = None, status: int = 200) -> Template:
+                    forms: dict[int, RefundForm] | None = None, status: int = 200, number: int | None = None) -> Template:
+        """The unit's charges with money, page ``number`` (else the query string's ``page``)."""
         units = await managed_units(session, request.user)
         unit = choose_unit(units, unit_code)
         since = utcnow() - HISTORY
+        statement = (
+            select(Charge, Resource, Enterprise)
+            .join(Resource, Charge.resource_id == Resource.id)
+            .join(Enterprise, Charge.enterprise_id == Enterprise.id)
+            .where(Resource.unit_id == unit.id, or_(Charge.paid_fen > 0, Charge.status == "processing"),
+                   Charge.updated_at >= since)
+        )
+        page = paging.paginate(
+            await paging.count_rows(session, statement),
+            paging.page_number(request.query_params) if number is None else number,
+            size=PAGE_SIZE, path="/manage/payments", params={"unit": unit.code}, anchor="charges",
+        )
         rows = (
             await session.execute(
-                select(Charge, Resource, Enterprise)
-                .join(Resource, Charge.resource_id == Resource.id)
-                .join(Enterprise, Charge.enterprise_id == Enterprise.id)
-                .where(Resource.unit_id == unit.id, or_(Charge.paid_fen > 0, Charge.status == "processing"),
-                       Charge.updated_at >= since)
-                .order_by(Charge.updated_at.desc(), Charge.id.desc())
-                .limit(200)
+                statement.order_by(Charge.updated_at.desc(), Charge.id.desc()).offset(page.offset).limit(page.size)
             )
         ).all()
         ids = [c.id for c, _r, _e in rows]
@@ -288,7 +297,7 @@ class ManagerPaymentPages(Controller):
             request, i18n, "payments/manage.html",
             units=units, unit=unit, rows=rows, payments=payments, refunds=refunds, refundable=refundable,
             forms=forms or {}, words=PaymentWords(i18n), done=done if done in ("refund",) else "",
-            online=request.app.state.settings.stripe_enabled,
+            online=request.app.state.settings.stripe_enabled, page=page,
         )
         return with_status(page, status)
 
@@ -301,6 +310,8 @@ class ManagerPaymentPages(Controller):
         words = PaymentWords(i18n)
         data = await read_form(request)
         unit_code = text(data, "unit", 40)
+        # The form says which page it was on: shown again there, or gone back to.
+        number = paging.page_number(data)
         form = RefundForm(amount=text(data, "amount", 20), reason=text(data, "reason", 600))
         amount = parse_yuan(form.amount)
         if amount is None or amount <= 0:
@@ -319,11 +330,12 @@ class ManagerPaymentPages(Controller):
                     raise
                 form.error = words.error(exc)
                 return await self._page(request, db_session, i18n, unit_code=unit_code, forms={charge_id: form},
-                                        status=error_status(exc))
+                                        status=error_status(exc), number=number)
             await db_session.commit()
-            return Redirect(f"/manage/payments?{urlencode({'unit': unit_code, 'done': 'refund'})}#charge-{charge_id}",
-                            status_code=303)
-        return await self._page(request, db_session, i18n, unit_code=unit_code, forms={charge_id: form}, status=400)
+            query = {"unit": unit_code, **({"page": number} if number > 1 else {}), "done": "refund"}
+            return Redirect(f"/manage/payments?{urlencode(query)}#charge-{charge_id}", status_code=303)
+        return await self._page(request, db_session, i18n, unit_code=unit_code, forms={charge_id: form}, status=400,
+                                number=number)
 
 
 __all__ = ["EnterprisePaymentPages", "ManagerPaymentPages", "PaymentWords", "parse_yuan"]

@@ -21,19 +21,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from facility_share.accounts.pages import read_form, split_field, text, with_status
 from facility_share.accounts.principal import Principal
 from facility_share.bookings import services as bookings
-from facility_share.bookings.pages import BookingWords, local_input, my_bookings_page, parse_local
+from facility_share.bookings.pages import BookingWords, local_input, my_bookings_page, my_bookings_url, parse_local
 from facility_share.db.models import (
     AgentKey,
     Booking,
@@ -52,6 +53,7 @@ from facility_share.usage import figures as usage_figures
 from facility_share.usage import services
 from facility_share.usage.services import current_versions
 from facility_share.web.deps import DbSession, Lang, RecordId
+from facility_share.web import paging
 from facility_share.web.i18n import I18n
 from facility_share.web.render import render
 
@@ -61,6 +63,13 @@ DEFAULT_PERIOD_DAYS = 90
 PAYMENT_METHODS = ("bank_transfer", "invoice", "cash")
 MODES = ("staff_operated", "self_operated")
 MAX_SAMPLES = 100_000
+# The manager's screen pages its two lists independently, each by a parameter of its own.
+RECENT_PAGE = "recent_page"
+CHARGES_PAGE = "charges_page"
+MANAGER_PAGE_SIZE = 25
+# The enterprise's charges are cards with their lines, so fewer to a page than table rows.
+CHARGES_PAGE_SIZE = 20
+USAGE_PAGE_SIZE = 50
 
 
 def N_(message: str) -> str:
@@ -295,12 +304,21 @@ class RowForm:
         return self.values.get(name, default)
 
 
-def back_to(unit: str, day: str, anchor: str = "", **params: Any) -> str:
+def back_to(unit: str, day: str, anchor: str = "", pages: Mapping[str, Any] | None = None, **params: Any) -> str:
+    """The manager's screen for ``unit`` and ``day``, on the pages of its lists named in ``pages``
+    (a posted form carries them, so a row's form comes back to the page it was on)."""
     query = {"unit": unit}
     if day:
         query["day"] = day
+    query.update(list_pages(pages))
     query.update({k: str(v) for k, v in params.items()})
     return f"/manage/usage?{urlencode(query)}" + (f"#{anchor}" if anchor else "")
+
+
+def list_pages(params: Mapping[str, Any] | None) -> dict[str, str]:
+    """The page numbers of the screen's lists other than the first, as query parameters."""
+    numbers = {name: paging.page_number(params, name) for name in (RECENT_PAGE, CHARGES_PAGE)}
+    return {name: str(number) for name, number in numbers.items() if number > 1}
 
 
 class ManagerUsagePages(Controller):
@@ -309,8 +327,12 @@ class ManagerUsagePages(Controller):
     opt = {"access": "manager"}
 
     async def _page(self, request: Request, session: Any, i18n: I18n, *, unit_code: str, day_raw: str,
-                    rows: dict[str, RowForm] | None = None, walk: WalkInForm | None = None, status: int = 200) -> Template:
+                    rows: dict[str, RowForm] | None = None, walk: WalkInForm | None = None, status: int = 200,
+                    pages: Mapping[str, Any] | None = None) -> Template:
+        """The screen; ``pages`` holds the page numbers of its lists (the query string, or the
+        posted form when a form is shown again with its error)."""
         principal: Principal = request.user
+        pages = request.query_params if pages is None else pages
         words = UsageWords(i18n)
         units = await managed_units(session, principal)
         unit = choose_unit(units, unit_code)
@@ -333,14 +355,22 @@ class ManagerUsagePages(Controller):
                 )
             ).scalars():
                 logs[log.booking_id] = log
+        # Both lists link back to this screen with the unit, the day and the other list's page.
+        links = {"unit": unit.code, **({"day": day.isoformat()} if day_raw and not day_error else {}), **list_pages(pages)}
+        recent_statement = (
+            select(UsageLog, Resource, Enterprise)
+            .join(Resource, UsageLog.resource_id == Resource.id)
+            .outerjoin(Enterprise, UsageLog.enterprise_id == Enterprise.id)
+            .where(Resource.unit_id == unit.id, UsageLog.started_at >= now - RECENT, current_versions())
+        )
+        recent_page = paging.paginate(
+            await paging.count_rows(session, recent_statement), paging.page_number(pages, RECENT_PAGE),
+            size=MANAGER_PAGE_SIZE, name=RECENT_PAGE, path="/manage/usage", params=links, anchor="recent",
+        )
         recent = (
             await session.execute(
-                select(UsageLog, Resource, Enterprise)
-                .join(Resource, UsageLog.resource_id == Resource.id)
-                .outerjoin(Enterprise, UsageLog.enterprise_id == Enterprise.id)
-                .where(Resource.unit_id == unit.id, UsageLog.started_at >= now - RECENT, current_versions())
-                .order_by(UsageLog.started_at.desc(), UsageLog.id.desc())
-                .limit(100)
+                recent_statement.order_by(UsageLog.started_at.desc(), UsageLog.id.desc())
+                .offset(recent_page.offset).limit(recent_page.size)
             )
         ).all()
         session_ids = [log.session_id or log.id for log, _r, _e in recent]
@@ -354,14 +384,27 @@ class ManagerUsagePages(Controller):
                     )
                 ).all()
             )
-        unpaid = (
-            await session.execute(
-                select(Charge, Resource, Enterprise)
+        def of_unpaid(*columns: Any) -> Any:
+            return (
+                select(*columns).select_from(Charge)
                 .join(Resource, Charge.resource_id == Resource.id)
                 .join(Enterprise, Charge.enterprise_id == Enterprise.id)
                 .where(Resource.unit_id == unit.id, Charge.status == "unpaid")
+            )
+
+        # The count and the sum cover every unpaid charge of the unit, not only the page shown.
+        unpaid_count, unpaid_total = (
+            await session.execute(of_unpaid(func.count(Charge.id), func.coalesce(func.sum(Charge.total_fen), 0)))
+        ).one()
+        unpaid_page = paging.paginate(
+            unpaid_count, paging.page_number(pages, CHARGES_PAGE), size=MANAGER_PAGE_SIZE, name=CHARGES_PAGE,
+            path="/manage/usage", params=links, anchor="charges",
+        )
+        unpaid = (
+            await session.execute(
+                of_unpaid(Charge, Resource, Enterprise)
                 .order_by(Charge.service_date.desc(), Charge.id.desc())
-                .limit(200)
+                .offset(unpaid_page.offset).limit(unpaid_page.size)
             )
         ).all()
         done = request.query_params.get("done", "")
@@ -370,7 +413,8 @@ class ManagerUsagePages(Controller):
             units=units, unit=unit, zone=zone, day=day, day_error=day_error, words=words, now=now,
             prev_day=(day - timedelta(days=1)).isoformat(), next_day=(day + timedelta(days=1)).isoformat(),
             today=now.astimezone(zone).date(), resources=resources, working=working, no_shows=no_shows, logs=logs,
-            recent=recent, versions=versions, unpaid=unpaid, unpaid_total=sum(c.total_fen for c, _r, _e in unpaid),
+            recent=recent, versions=versions, unpaid=unpaid, unpaid_total=int(unpaid_total), unpaid_count=int(unpaid_count),
+            recent_page=recent_page, unpaid_page=unpaid_page,
             rows=rows or {}, walk=walk or WalkInForm(mode="staff_operated"), methods=PAYMENT_METHODS, modes=MODES,
             local_input=lambda value: local_input(value, zone),
             done=done if done in ("check-in", "check-out", "walk-in", "correct", "paid") else "",
@@ -392,9 +436,9 @@ class ManagerUsagePages(Controller):
         except FacilityShareError as exc:
             await db_session.rollback()
             rows = {f"booking-{booking_id}": RowForm({"operator": operator}, UsageWords(i18n).error(exc))}
-            return await self._page(request, db_session, i18n, unit_code=unit, day_raw=day, rows=rows, status=error_status(exc))
+            return await self._page(request, db_session, i18n, pages=data, unit_code=unit, day_raw=day, rows=rows, status=error_status(exc))
         await db_session.commit()
-        return Redirect(back_to(unit, day, f"booking-{booking_id}", done="check-in"), status_code=303)
+        return Redirect(back_to(unit, day, f"booking-{booking_id}", done="check-in", pages=data), status_code=303)
 
     @post("/usage/bookings/{booking_id:int}/check-out", name="manage-usage-check-out")
     async def check_out(self, request: Request, db_session: DbSession, i18n: Lang, booking_id: RecordId) -> Template | Redirect:
@@ -406,15 +450,15 @@ class ManagerUsagePages(Controller):
         samples = whole(values["samples"], 0, MAX_SAMPLES)
         if samples is None:
             rows = {key: RowForm(values, words._("Give the number of samples as a whole number from 0 to 100000."))}
-            return await self._page(request, db_session, i18n, unit_code=unit, day_raw=day, rows=rows, status=400)
+            return await self._page(request, db_session, i18n, pages=data, unit_code=unit, day_raw=day, rows=rows, status=400)
         try:
             await services.check_out(db_session, request.user, booking_id, samples=samples, note=values["note"])
         except FacilityShareError as exc:
             await db_session.rollback()
             rows = {key: RowForm(values, words.error(exc))}
-            return await self._page(request, db_session, i18n, unit_code=unit, day_raw=day, rows=rows, status=error_status(exc))
+            return await self._page(request, db_session, i18n, pages=data, unit_code=unit, day_raw=day, rows=rows, status=error_status(exc))
         await db_session.commit()
-        return Redirect(back_to(unit, day, key, done="check-out"), status_code=303)
+        return Redirect(back_to(unit, day, key, done="check-out", pages=data), status_code=303)
 
     @post("/usage/walk-ins", name="manage-usage-walk-in")
     async def walk_in(self, request: Request, db_session: DbSession, i18n: Lang) -> Template | Redirect:
@@ -465,11 +509,11 @@ class ManagerUsagePages(Controller):
                 target = {"started_at": "start", "ended_at": "end", "enterprise_uscc": "uscc", "samples": "samples",
                           "mode": "mode"}.get(name, "form")
                 form.errors[target] = words.error(exc)
-                return await self._page(request, db_session, i18n, unit_code=unit.code, day_raw=day, walk=form,
+                return await self._page(request, db_session, i18n, pages=data, unit_code=unit.code, day_raw=day, walk=form,
                                         status=error_status(exc))
             await db_session.commit()
-            return Redirect(back_to(unit.code, day, "recent", done="walk-in"), status_code=303)
-        return await self._page(request, db_session, i18n, unit_code=unit.code, day_raw=day, walk=form, status=400)
+            return Redirect(back_to(unit.code, day, "recent", done="walk-in", pages=data), status_code=303)
+        return await self._page(request, db_session, i18n, pages=data, unit_code=unit.code, day_raw=day, walk=form, status=400)
 
     @post("/usage/{log_id:int}/correct", name="manage-usage-correct")
     async def correct(self, request: Request, db_session: DbSession, i18n: Lang, log_id: RecordId) -> Template | Redirect:
@@ -497,17 +541,17 @@ class ManagerUsagePages(Controller):
         if not problem and not values["reason"]:
             problem = _("Say why the record is corrected; the reason stays in the history.")
         if problem:
-            return await self._page(request, db_session, i18n, unit_code=unit_code, day_raw=day,
+            return await self._page(request, db_session, i18n, pages=data, unit_code=unit_code, day_raw=day,
                                     rows={key: RowForm(values, problem)}, status=400)
         try:
             await services.correct(db_session, request.user, log_id, started_at=started, ended_at=ended,  # type: ignore[arg-type]
                                    samples=samples, reason=values["reason"])  # type: ignore[arg-type]
         except FacilityShareError as exc:
             await db_session.rollback()
-            return await self._page(request, db_session, i18n, unit_code=unit_code, day_raw=day,
+            return await self._page(request, db_session, i18n, pages=data, unit_code=unit_code, day_raw=day,
                                     rows={key: RowForm(values, words.error(exc))}, status=error_status(exc))
         await db_session.commit()
-        return Redirect(back_to(unit_code, day, "recent", done="correct"), status_code=303)
+        return Redirect(back_to(unit_code, day, "recent", done="correct", pages=data), status_code=303)
 
     @get("/usage/{log_id:int}/history", name="manage-usage-history", cache=False)
     async def history(self, request: Request, db_session: DbSession, i18n: Lang, log_id: RecordId) -> Template:
@@ -543,10 +587,10 @@ class ManagerUsagePages(Controller):
         except FacilityShareError as exc:
             await db_session.rollback()
             rows = {f"charge-{charge_id}": RowForm(values, UsageWords(i18n).error(exc))}
-            return await self._page(request, db_session, i18n, unit_code=unit_code, day_raw=day, rows=rows,
+            return await self._page(request, db_session, i18n, pages=data, unit_code=unit_code, day_raw=day, rows=rows,
                                     status=error_status(exc))
         await db_session.commit()
-        return Redirect(back_to(unit_code, day, "charges", done="paid"), status_code=303)
+        return Redirect(back_to(unit_code, day, "charges", done="paid", pages=data), status_code=303)
 
     # --- instrument agent keys ---------------------------------------------------------------
 
@@ -699,15 +743,32 @@ class EnterpriseUsagePages(Controller):
     async def charges(self, request: Request, db_session: DbSession, i18n: Lang) -> Template:
         principal: Principal = request.user
         rows: list[Any] = []
+        unpaid_count = unpaid_total = paid_total = 0
+        page = paging.paginate(0, 1, size=CHARGES_PAGE_SIZE, path="/me/charges", params=request.query_params,
+                               anchor="charges")
         if principal.enterprise_id is not None:
+            own = (Charge.enterprise_id == principal.enterprise_id, Charge.status != "void")
+            # The figures cover every charge of the enterprise, not only the page shown.
+            count, unpaid_count, unpaid_total, paid_total = (
+                await db_session.execute(
+                    select(
+                        func.count(Charge.id),
+                        func.coalesce(func.sum(case((Charge.status == "unpaid", 1), else_=0)), 0),
+                        func.coalesce(func.sum(case((Charge.status == "unpaid", Charge.total_fen - Charge.paid_fen), else_=0)), 0),
+                        func.coalesce(func.sum(Charge.paid_fen - Charge.refunded_fen), 0),
+                    ).where(*own)
+                )
+            ).one()
+            page = paging.paginate(count, paging.page_number(request.query_params), size=CHARGES_PAGE_SIZE,
+                                   path="/me/charges", params=request.query_params, anchor="charges")
             rows = list(
                 (
                     await db_session.execute(
                         select(Charge, Resource)
                         .join(Resource, Charge.resource_id == Resource.id)
-                        .where(Charge.enterprise_id == principal.enterprise_id, Charge.status != "void")
+                        .where(*own)
                         .order_by(Charge.service_date.desc(), Charge.id.desc())
-                        .limit(300)
+                        .offset(page.offset).limit(page.size)
                     )
                 ).all()
             )
@@ -738,9 +799,8 @@ class EnterpriseUsagePages(Controller):
             )
         return render(
             request, i18n, "usage/my_charges.html",
-            rows=rows, words=UsageWords(i18n), unpaid_count=len(unpaid), payable=payable,
-            unpaid_total=sum(c.total_fen - c.paid_fen for c in unpaid),
-            paid_total=sum(c.paid_fen - c.refunded_fen for c, _r in rows),
+            rows=rows, words=UsageWords(i18n), unpaid_count=int(unpaid_count), payable=payable, page=page,
+            unpaid_total=int(unpaid_total), paid_total=int(paid_total),
             declined=declined, online=request.app.state.settings.stripe_enabled,
         )
 
@@ -748,19 +808,23 @@ class EnterpriseUsagePages(Controller):
     async def usage(self, request: Request, db_session: DbSession, i18n: Lang) -> Template:
         principal: Principal = request.user
         rows: list[Any] = []
+        page = paging.paginate(0, 1, size=USAGE_PAGE_SIZE, path="/me/usage", params=request.query_params, anchor="sessions")
         if principal.enterprise_id is not None:
+            statement = (
+                select(UsageLog, Resource)
+                .join(Resource, UsageLog.resource_id == Resource.id)
+                .where(UsageLog.enterprise_id == principal.enterprise_id, current_versions())
+            )
+            page = paging.paginate(await paging.count_rows(db_session, statement), paging.page_number(request.query_params),
+                                   size=USAGE_PAGE_SIZE, path="/me/usage", params=request.query_params, anchor="sessions")
             rows = list(
                 (
                     await db_session.execute(
-                        select(UsageLog, Resource)
-                        .join(Resource, UsageLog.resource_id == Resource.id)
-                        .where(UsageLog.enterprise_id == principal.enterprise_id, current_versions())
-                        .order_by(UsageLog.started_at.desc(), UsageLog.id.desc())
-                        .limit(300)
+                        statement.order_by(UsageLog.started_at.desc(), UsageLog.id.desc()).offset(page.offset).limit(page.size)
                     )
                 ).all()
             )
-        return render(request, i18n, "usage/my_usage.html", rows=rows, words=UsageWords(i18n))
+        return render(request, i18n, "usage/my_usage.html", rows=rows, words=UsageWords(i18n), page=page)
 
     async def _rating_page(self, request: Request, session: Any, i18n: I18n, booking_id: int, form: RatingForm | None = None,
                            status: int = 200, error: str = "") -> Template:
@@ -816,26 +880,28 @@ class EnterpriseUsagePages(Controller):
         principal: Principal = request.user
         booking = await session.get(Booking, booking_id)
         words = UsageWords(i18n)
+        data = await read_form(request)
+        # The form says which page of the list it was on, to come back to it.
+        number = paging.page_number(data)
         try:
             if booking is None or booking.enterprise_id != principal.enterprise_id or booking.user_id != principal.user_id:
                 raise NotFound(f"no booking {booking_id}")
             if action == "check-in":
                 await services.check_in(session, principal, booking_id)
             else:
-                data = await read_form(request)
                 samples = whole(text(data, "samples", 10) or "0", 0, MAX_SAMPLES)
                 if samples is None:
                     return await my_bookings_page(
-                        request, session, i18n, status=400,
+                        request, session, i18n, status=400, number=number,
                         error=words._("Give the number of samples as a whole number from 0 to 100000."),
                     )
                 await services.check_out(session, principal, booking_id, samples=samples, note=text(data, "note", 500))
         except FacilityShareError as exc:
             await session.rollback()
-            return await my_bookings_page(request, session, i18n, error=words.error(exc), status=error_status(exc))
+            return await my_bookings_page(request, session, i18n, error=words.error(exc), status=error_status(exc), number=number)
         await session.commit()
         key = "checked_in" if action == "check-in" else "checked_out"
-        return Redirect(f"/me/bookings?{key}={booking_id}#booking-{booking_id}", status_code=303)
+        return Redirect(f"{my_bookings_url(number, **{key: booking_id})}#booking-{booking_id}", status_code=303)
 
     @post("/me/bookings/{booking_id:int}/check-in", name="my-booking-check-in")
     async def self_check_in(self, request: Request, db_session: DbSession, i18n: Lang, booking_id: RecordId) -> Template | Redirect:
