@@ -394,7 +394,7 @@ class ManagerUsagePages(Controller):
 
         # The count and the sum cover every unpaid charge of the unit, not only the page shown.
         unpaid_count, unpaid_total = (
-            await session.execute(of_unpaid(func.count(Charge.id), func.coalesce(func.sum(Charge.total_fen), 0)))
+            await session.execute(of_unpaid(func.count(Charge.id), func.coalesce(func.sum(Charge.total_fen - Charge.paid_fen), 0)))
         ).one()
         unpaid_page = paging.paginate(
             unpaid_count, paging.page_number(pages, CHARGES_PAGE), size=MANAGER_PAGE_SIZE, name=CHARGES_PAGE,
