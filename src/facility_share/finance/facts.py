@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Date, DateTime, and_, case, cast, exists, func, or_, select, text, union_all
+from sqlalchemy import Date, DateTime, Integer, and_, any_, bindparam, case, cast, exists, func, or_, select, text, type_coerce, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -148,25 +149,40 @@ def minutes_between(session: AsyncSession, start: ColumnElement, end: ColumnElem
     return whole_minutes(session, start, end)
 
 
-def _money_as_of(cutoff: datetime) -> tuple[ColumnElement, ColumnElement]:
-    """A charge's paid and refunded fen as of ``cutoff``.
+def _known_by(cutoff: datetime) -> ColumnElement:
+    """The charge's own sums are its money as of ``cutoff``: every succeeded payment and refund
+    of it succeeded by then (``money_as_of``, kept by the payments ledger). True for nearly
+    every charge, which spares reading its payments and refunds; NULL (unknown) is not true."""
+    return Charge.money_as_of <= cutoff
 
-    The charge's own sums when they are known to hold by then (``money_as_of``, kept by the
-    payments ledger): for nearly every charge this spares reading its payments and refunds.
-    Otherwise (paid or refunded after the cut-off, or not known) the succeeded rows by then.
-    """
-    known = Charge.money_as_of <= cutoff  # NULL (unknown) is not true either
-    paid = (
-        select(func.coalesce(func.sum(Payment.amount_received_fen), 0))
-        .where(Payment.charge_id == Charge.id, Payment.status == "succeeded", Payment.succeeded_at <= cutoff)
-        .scalar_subquery()
-    )
-    refunded = (
-        select(func.coalesce(func.sum(Refund.amount_fen), 0))
-        .where(Refund.charge_id == Charge.id, Refund.status == "succeeded", Refund.succeeded_at <= cutoff)
-        .scalar_subquery()
-    )
-    return case((known, Charge.paid_fen), else_=paid), case((known, Charge.refunded_fen), else_=refunded)
+
+async def _money_from_rows(session: AsyncSession, charge_ids: list[int], cutoff: datetime) -> dict[int, tuple[int, int]]:
+    """Paid and refunded fen as of ``cutoff`` from the payment and refund rows of a few charges
+    (those whose own sums do not tell), in batches of ids rather than one look-up per charge."""
+    money: dict[int, tuple[int, int]] = {}
+    postgresql = _dialect(session) == "postgresql"
+    size = len(charge_ids) if postgresql else 500  # one array parameter; SQLite binds each id
+    for start in range(0, len(charge_ids), max(size, 1)):
+        batch = charge_ids[start:start + size]
+
+        def among(column: ColumnElement) -> ColumnElement:
+            return column == any_(bindparam("ids", batch, type_=ARRAY(Integer))) if postgresql else column.in_(batch)
+
+        paid = await session.execute(
+            select(Payment.charge_id, func.sum(Payment.amount_received_fen))
+            .where(among(Payment.charge_id), Payment.status == "succeeded", Payment.succeeded_at <= cutoff)
+            .group_by(Payment.charge_id)
+        )
+        for charge_id, fen in paid.all():
+            money[charge_id] = (int(fen), 0)
+        refunded = await session.execute(
+            select(Refund.charge_id, func.sum(Refund.amount_fen))
+            .where(among(Refund.charge_id), Refund.status == "succeeded", Refund.succeeded_at <= cutoff)
+            .group_by(Refund.charge_id)
+        )
+        for charge_id, fen in refunded.all():
+            money[charge_id] = (money.get(charge_id, (0, 0))[0], int(fen))
+    return money
 
 
 def _leaf_resources():  # type: ignore[no-untyped-def]
@@ -227,7 +243,13 @@ async def service_charges(session: AsyncSession, period: Period, cutoff: datetim
             ~select(child.id).where(child.parent_id == Resource.id, child.retired_at.is_(None)).exists(),
         ).label("leaf"),
     ).join(ManagingUnit, ManagingUnit.id == Resource.unit_id).subquery("resource")
-    paid, refunded = _money_as_of(cutoff)
+    known = _known_by(cutoff)
+    unknown = or_(Charge.money_as_of.is_(None), Charge.money_as_of > cutoff)
+    # The ids of a group's charges whose sums do not tell (their money is read from the rows).
+    if postgresql:
+        unknown_ids: ColumnElement = func.array_agg(Charge.id).filter(unknown)
+    else:
+        unknown_ids = func.group_concat(case((unknown, Charge.id)))
     keys = (
         Charge.enterprise_id,
         history.c.id,
@@ -244,9 +266,11 @@ async def service_charges(session: AsyncSession, period: Period, cutoff: datetim
             *keys,
             func.count().label("charges"),
             func.min(Charge.id).label("first_charge_id"),
-            func.max(Charge.service_date).label("last_service_at"),
-            func.sum(paid).label("paid_fen"),
-            func.sum(refunded).label("refunded_fen"),
+            # Plain timestamps: the rows are many, and the column type's converter is per value.
+            type_coerce(func.max(Charge.service_date), DateTime(timezone=True)).label("last_service_at"),
+            func.sum(case((known, Charge.paid_fen), else_=0)).label("paid_fen"),
+            func.sum(case((known, Charge.refunded_fen), else_=0)).label("refunded_fen"),
+            unknown_ids.label("unknown_ids"),
         )
         .select_from(Charge)
         .join(resources, resources.c.id == Charge.resource_id)
@@ -263,7 +287,8 @@ async def service_charges(session: AsyncSession, period: Period, cutoff: datetim
         .group_by(*keys)
         .order_by(*order)
     )
-    rows = (await session.execute(grouped)).all()
+    # Through the connection: plain rows, without the ORM's per-row loading.
+    rows = (await (await session.connection()).execute(grouped)).all()
     standing_ids = {row[1] for row in rows if row[1] is not None}
     standings: dict[int, StandingRow] = {}
     if standing_ids:
@@ -273,17 +298,29 @@ async def service_charges(session: AsyncSession, period: Period, cutoff: datetim
                    EnterpriseStatus.controller).where(EnterpriseStatus.id.in_(standing_ids))
         )).all():
             standings[s[0]] = StandingRow(*s)
+    late: list[int] = []
+    for row in rows:
+        if row[-1]:
+            late.extend(row[-1] if postgresql else (int(i) for i in str(row[-1]).split(",")))
+    money = await _money_from_rows(session, sorted(late), cutoff) if late else {}
     with paused_gc():
-        return _merge(rows, standings)
+        return _merge(rows, standings, money, postgresql)
 
 
-def _merge(rows: list, standings: dict[int, StandingRow]) -> ServiceCharges:  # type: ignore[type-arg]
-    """Rows in group order → groups (rows differing only in ``leaf`` are one group) and income."""
+def _merge(rows: list, standings: dict[int, StandingRow], money: dict[int, tuple[int, int]],  # type: ignore[type-arg]
+           postgresql: bool) -> ServiceCharges:
+    """Rows in group order → groups (rows differing only in ``leaf`` are one group) and income;
+    ``money`` holds the paid and refunded fen of the charges whose own sums did not tell."""
     groups: list[SubsidyGroup] = []
     income: dict[int, int] = {}
     previous = None
-    for enterprise_id, standing_id, unit_code, relation, resource_open, leaf, unit_id, count, first, last, paid, refunded in rows:
+    for (enterprise_id, standing_id, unit_code, relation, resource_open, leaf, unit_id, count, first, last, paid, refunded,
+         unknown_ids) in rows:
         paid, refunded = int(paid or 0), int(refunded or 0)
+        if unknown_ids:
+            for charge_id in (unknown_ids if postgresql else (int(i) for i in str(unknown_ids).split(","))):
+                late_paid, late_refunded = money.get(charge_id, (0, 0))
+                paid, refunded = paid + late_paid, refunded + late_refunded
         if relation is None and resource_open and leaf:
             income[unit_id] = income.get(unit_id, 0) + paid - refunded
         if isinstance(last, str):  # SQLite returns MAX() of a timestamp as text
