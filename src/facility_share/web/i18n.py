@@ -9,6 +9,7 @@ they are compiled in memory at start-up, so there is no binary ``.mo`` to forget
 from __future__ import annotations
 
 import gettext as gettext_module
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
@@ -21,6 +22,7 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
 
+from facility_share.errors import FacilityShareError, Term
 from facility_share.settings import SUPPORTED_LOCALES
 
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
@@ -99,3 +101,40 @@ class I18n:
         whole, part = divmod(fen, 100)
         text = format_decimal(whole, locale=self.locale, format="#,##0")
         return f"¥{text}.{part:02d}"
+
+
+def error_text(i18n: I18n, exc: FacilityShareError, terms: Mapping[str, Callable[[Any], str]] | None = None) -> str:
+    """A service error in the reader's language.
+
+    An error with a translatable form is translated from its message id, its parameters filled
+    in: a ``Term`` through ``terms[kind]`` (the page's words for a status…), an amount in fen as
+    yuan. Shown untranslated (English), the message id is a fragment of the API's message, so it
+    is dressed as a sentence. Any other error is shown as ``gettext(message)``.
+    """
+    if exc.msgid is None:
+        return i18n.gettext(exc.message)
+    values = {name: _shown(i18n, value, terms or {}) for name, value in exc.params.items()}
+    template = translations(i18n.locale).gettext(exc.msgid)
+    try:
+        text = template % values if values else template
+    except (KeyError, ValueError, TypeError):
+        # A catalogue entry that does not fit its message id must not hide the error itself.
+        return exc.message
+    return _sentence(text) if template == exc.msgid else text
+
+
+def _shown(i18n: I18n, value: Any, terms: Mapping[str, Callable[[Any], str]]) -> Any:
+    if not isinstance(value, Term):
+        return value
+    if value.kind == "fen":
+        return i18n.yuan(value.value)
+    word = terms.get(value.kind)
+    return word(value.value) if word else str(value.value)
+
+
+def _sentence(text: str) -> str:
+    """``this booking is already checked in`` → ``This booking is already checked in.``"""
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
