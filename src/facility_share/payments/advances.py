@@ -33,7 +33,7 @@ from facility_share import audit
 from facility_share.accounts.principal import Principal
 from facility_share.db import Database
 from facility_share.db.models import AuditEvent, Booking, Charge, Payment, Refund, Resource, utcnow
-from facility_share.errors import Conflict, FacilityShareError, NotFound
+from facility_share.errors import N_, Conflict, FacilityShareError, NotFound, booking_status
 from facility_share.payments import ledger, rules, services
 from facility_share.payments.gateway import Gateway, gateway_for
 from facility_share.settings import Settings
@@ -52,7 +52,7 @@ async def open_advance(session: AsyncSession, principal: Principal, booking_id: 
     now = now or utcnow()
     booking = await session.get(Booking, booking_id)
     if booking is None or principal.enterprise_id is None or booking.enterprise_id != principal.enterprise_id:
-        raise NotFound(f"no booking {booking_id}")
+        raise NotFound.translatable(N_("no booking %(booking)s"), booking=booking_id)
     existing = (
         await session.execute(
             select(Charge).where(Charge.booking_id == booking.id, Charge.kind == "advance", Charge.status != "void")
@@ -62,11 +62,12 @@ async def open_advance(session: AsyncSession, principal: Principal, booking_id: 
     if existing is not None:
         return existing
     if booking.status != "approved":
-        raise Conflict(f"only approved bookings can be paid in advance; this one is {booking.status}")
+        raise Conflict.translatable(N_("only approved bookings can be paid in advance; this one is %(status)s"),
+                                    status=booking_status(booking.status))
     if booking.starts_at <= now:
-        raise Conflict("the booking has begun; its charge is issued when the service is recorded")
+        raise Conflict.translatable(N_("the booking has begun; its charge is issued when the service is recorded"))
     if booking.estimate_fen <= 0:
-        raise Conflict("this booking has no fee estimate to pay in advance")
+        raise Conflict.translatable(N_("this booking has no fee estimate to pay in advance"))
     fee = booking.estimate_fen
     charge = Charge(
         kind="advance", booking_id=booking.id, resource_id=booking.resource_id, enterprise_id=booking.enterprise_id,

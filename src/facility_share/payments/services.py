@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from facility_share import audit
 from facility_share.accounts.principal import Principal
 from facility_share.db.models import Charge, Payment, Refund, Resource, StripeEvent, utcnow
-from facility_share.errors import Conflict, FacilityShareError, InvalidInput, NotFound
+from facility_share.errors import N_, Conflict, FacilityShareError, InvalidInput, NotFound, charge_status, fen
 from facility_share.payments import ledger, rules
 from facility_share.payments.gateway import Gateway, Intent, StripeRefund
 from facility_share.settings import Settings
@@ -58,7 +58,7 @@ def _stripe_time(value: Any) -> datetime:
 async def _own_charge(session: AsyncSession, principal: Principal, charge_id: int) -> Charge:
     charge = await ledger.locked_charge(session, charge_id)
     if principal.enterprise_id is None or charge.enterprise_id != principal.enterprise_id:
-        raise NotFound(f"no charge {charge_id}")
+        raise NotFound.translatable(N_("no charge %(charge)s"), charge=charge_id)
     return charge
 
 
@@ -73,14 +73,17 @@ async def start_payment(session: AsyncSession, principal: Principal, charge_id: 
     """
     charge = await _own_charge(session, principal, charge_id)
     if gateway is None:
-        raise Conflict("online payment is not available; pay by bank transfer or invoice as the managing unit explains")
+        raise Conflict.translatable(
+            N_("online payment is not available; pay by bank transfer or invoice as the managing unit explains")
+        )
     if charge.status == "processing":
-        raise Conflict("a payment of this charge is being confirmed; wait for Stripe's answer")
+        raise Conflict.translatable(N_("a payment of this charge is being confirmed; wait for Stripe's answer"))
     if charge.status != "unpaid":
-        raise Conflict(f"the charge is {charge.status}; only unpaid charges can be paid")
+        raise Conflict.translatable(N_("the charge is %(status)s; only unpaid charges can be paid"),
+                                    status=charge_status(charge.status))
     due = rules.outstanding(charge.total_fen, charge.paid_fen)
     if due <= 0:
-        raise Conflict("nothing is outstanding on this charge")
+        raise Conflict.translatable(N_("nothing is outstanding on this charge"))
     stale: list[Payment] = []
     for payment in await ledger.payments_of(session, charge.id):
         if payment.provider == "stripe" and payment.status in ("pending", "failed") and payment.stripe_payment_intent_id:
@@ -344,9 +347,9 @@ async def refund_charge(session: AsyncSession, charge: Charge, amount_fen: int, 
     now = now or utcnow()
     reason = reason.strip()
     if not reason:
-        raise InvalidInput("reason: say why the money is returned; the enterprise will read it")
+        raise InvalidInput.translatable(N_("say why the money is returned; the enterprise will read it"), field="reason")
     if amount_fen <= 0:
-        raise InvalidInput("amount: give a positive amount in yuan, e.g. 120.50")
+        raise InvalidInput.translatable(N_("give a positive amount in yuan, e.g. 120.50"), field="amount")
     charge = await ledger.locked_charge(session, charge.id)
     payments = [p for p in await ledger.payments_of(session, charge.id) if p.status == "succeeded"]
     refunds = await ledger.refunds_of(session, charge.id)
@@ -358,13 +361,16 @@ async def refund_charge(session: AsyncSession, charge: Charge, amount_fen: int, 
         shares = rules.split_refund(amount_fen, available)
     except ValueError:
         left = sum(fen for _id, fen in available)
-        raise Conflict(f"the refund of {amount_fen} fen exceeds the {left} fen that can still be refunded on charge {charge.id}") from None
+        raise Conflict.translatable(
+            N_("the refund of %(amount)s exceeds the %(left)s that can still be refunded on charge %(charge)s"),
+            amount=fen(amount_fen), left=fen(left), charge=charge.id,
+        ) from None
     by_id = {p.id: p for p in payments}
     created = []
     for share in shares:
         payment = by_id[share.payment_id]
         if payment.provider == "stripe" and gateway is None:
-            raise Conflict("this charge was paid through Stripe; refunds need the Stripe keys configured")
+            raise Conflict.translatable(N_("this charge was paid through Stripe; refunds need the Stripe keys configured"))
         refund = Refund(payment_id=payment.id, charge_id=charge.id, amount_fen=share.amount_fen, status="pending", cause=cause[:20],
                         reason=reason[:MAX_REASON], idempotency_key=f"refund-{charge.id}-{uuid.uuid4().hex}",
                         requested_by_id=actor_id, created_at=now, updated_at=now)
@@ -393,7 +399,7 @@ async def manager_refund(session: AsyncSession, principal: Principal, charge_id:
     charge = await session.get(Charge, charge_id)
     resource = await session.get(Resource, charge.resource_id) if charge else None
     if charge is None or resource is None or not principal.manages(resource.unit_id):
-        raise NotFound(f"no charge {charge_id} in the units you manage")
+        raise NotFound.translatable(N_("no charge %(charge)s in the units you manage"), charge=charge_id)
     return await refund_charge(session, charge, amount_fen, reason=reason, cause="manager", gateway=gateway,
                                actor_id=principal.user_id)
 

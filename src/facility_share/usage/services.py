@@ -34,7 +34,7 @@ from facility_share.db.models import (
     UsageLog,
     utcnow,
 )
-from facility_share.errors import Conflict, Forbidden, InvalidInput, NotFound
+from facility_share.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, booking_status, charge_status
 from facility_share.usage.charging import line_dicts, parse_peak_hours, price_service
 
 LOG_FIELDS = ("started_at", "ended_at", "samples", "operator", "mode", "source", "supersedes_id", "session_id", "reason")
@@ -61,7 +61,7 @@ async def _manageable_booking(session: AsyncSession, principal: Principal, booki
     booking = await session.get(Booking, booking_id)
     resource = await session.get(Resource, booking.resource_id) if booking else None
     if booking is None or resource is None or not bookings.can_see(principal, booking, resource.unit_id):
-        raise NotFound(f"no booking {booking_id}")
+        raise NotFound.translatable(N_("no booking %(booking)s"), booking=booking_id)
     return booking, resource
 
 
@@ -78,16 +78,17 @@ def _check_times(start: datetime, end: datetime | None, now: datetime) -> None:
         raise InvalidInput("times: give times with a timezone, e.g. 2026-12-01T09:00:00+08:00")
     bookings.check_bounds(start, end or start)
     if end is not None and end <= start:
-        raise InvalidInput("ended_at: must be after started_at")
+        raise InvalidInput.translatable(N_("must be after started_at"), field="ended_at")
     if end is not None and end - start > MAX_SESSION:
-        raise InvalidInput(f"ended_at: a session lasts at most {MAX_SESSION.days} days; split longer use")
+        raise InvalidInput.translatable(N_("a session lasts at most %(days)s days; split longer use"), field="ended_at",
+                                        days=MAX_SESSION.days)
     if start > now + timedelta(minutes=5):
-        raise InvalidInput("started_at: usage cannot start in the future")
+        raise InvalidInput.translatable(N_("usage cannot start in the future"), field="started_at")
 
 
 def _check_samples(samples: int) -> None:
     if not 0 <= samples <= 100_000:
-        raise InvalidInput("samples: give the number of samples, 0–100000")
+        raise InvalidInput.translatable(N_("give the number of samples as a whole number from 0 to 100000"), field="samples")
 
 
 # --- charges -------------------------------------------------------------------------------------
@@ -140,11 +141,14 @@ async def _void_charges_of_session(session: AsyncSession, session_id: int, actor
     ).scalars().all()
     for charge in charges:
         if charge.status == "processing":
-            raise Conflict(f"charge {charge.id} of this session is being paid online; correct it once Stripe has answered")
+            raise Conflict.translatable(
+                N_("charge %(charge)s of this session is being paid online; correct it once Stripe has answered"), charge=charge.id
+            )
         if charge.status == "paid" or charge.paid_fen > charge.refunded_fen:
             # Money was received on it (in full, or in part from an advance): it cannot vanish.
-            raise Conflict(
-                f"charge {charge.id} of this session is already paid; record the correction as a separate refund or adjustment"
+            raise Conflict.translatable(
+                N_("charge %(charge)s of this session is already paid; record the correction as a separate refund or adjustment"),
+                charge=charge.id,
             )
         before = {"status": charge.status}
         charge.status, charge.void_reason = "void", reason[:500]
@@ -160,14 +164,15 @@ async def mark_paid(session: AsyncSession, principal: Principal, charge_id: int,
     charge = await session.get(Charge, charge_id)
     resource = await session.get(Resource, charge.resource_id) if charge else None
     if charge is None or resource is None or not principal.manages(resource.unit_id):
-        raise NotFound(f"no charge {charge_id} in the units you manage")
+        raise NotFound.translatable(N_("no charge %(charge)s in the units you manage"), charge=charge_id)
     if method not in ("bank_transfer", "invoice", "cash"):
-        raise InvalidInput("method: expected bank_transfer, invoice or cash")
+        raise InvalidInput.translatable(N_("expected bank_transfer, invoice or cash"), field="method")
     if not reference.strip():
-        raise InvalidInput("reference: give the bank transfer number or the invoice number")
+        raise InvalidInput.translatable(N_("give the bank transfer number or the invoice number"), field="reference")
     charge = await ledger.locked_charge(session, charge_id)
     if charge.status != "unpaid":
-        raise Conflict(f"the charge is {charge.status}; only unpaid charges can be marked paid")
+        raise Conflict.translatable(N_("the charge is %(status)s; only unpaid charges can be marked paid"),
+                                    status=charge_status(charge.status))
     before = {"status": charge.status}
     await ledger.record_offline_payment(session, charge, method=method, reference=reference.strip(), actor_id=principal.user_id)
     audit.record(session, action="mark_paid", entity="charge", entity_id=charge.id, actor_id=principal.user_id,
@@ -186,7 +191,7 @@ async def _append(session: AsyncSession, log: UsageLog, *, previous: UsageLog | 
         await session.flush()
     except IntegrityError:
         # Someone else appended a version of this session at the same moment.
-        raise Conflict("this session was changed at the same time by someone else; reload and try again") from None
+        raise Conflict.translatable(N_("this session was changed at the same time by someone else; reload and try again")) from None
     if log.session_id is None:
         log.session_id = log.id
         await session.flush()
@@ -205,25 +210,26 @@ async def check_in(session: AsyncSession, principal: Principal, booking_id: int,
     booking, resource = await _manageable_booking(session, principal, booking_id)
     manager = principal.manages(resource.unit_id)
     if not manager and booking.enterprise_id != principal.enterprise_id:
-        raise NotFound(f"no booking {booking_id}")
+        raise NotFound.translatable(N_("no booking %(booking)s"), booking=booking_id)
     if booking.status != "approved":
-        raise Conflict(f"only approved bookings can be checked in; this one is {booking.status}")
+        raise Conflict.translatable(N_("only approved bookings can be checked in; this one is %(status)s"),
+                                    status=booking_status(booking.status))
     if await _latest_for_booking(session, booking.id) is not None:
-        raise Conflict("this booking is already checked in")
+        raise Conflict.translatable(N_("this booking is already checked in"))
     grace = timedelta(minutes=resource.checkin_grace_minutes)
     if not manager:
         if booking.mode != "self_operated":
-            raise Forbidden("staff-operated services are checked in by the managing unit")
+            raise Forbidden.translatable(N_("staff-operated services are checked in by the managing unit"))
         until = await qualified_until(session, principal.user_id, resource.id)
         if until is None or until < now.date():
-            raise Forbidden("checking in yourself needs a valid qualification for this resource")
+            raise Forbidden.translatable(N_("checking in yourself needs a valid qualification for this resource"))
         if not booking.starts_at - grace <= now <= booking.starts_at + grace:
-            raise Forbidden(
-                f"self check-in is open from {resource.checkin_grace_minutes} minutes before to "
-                f"{resource.checkin_grace_minutes} minutes after the booked start"
+            raise Forbidden.translatable(
+                N_("self check-in is open from %(minutes)s minutes before to %(minutes)s minutes after the booked start"),
+                minutes=resource.checkin_grace_minutes,
             )
     elif now < booking.starts_at - timedelta(hours=12):
-        raise Conflict("the booking has not begun yet; check it in when the user arrives")
+        raise Conflict.translatable(N_("the booking has not begun yet; check it in when the user arrives"))
     log = UsageLog(
         resource_id=resource.id, booking_id=booking.id, enterprise_id=booking.enterprise_id, started_at=now,
         operator=(operator or principal.name)[:100], mode=booking.mode, source="manager" if manager else "self",
@@ -240,17 +246,18 @@ async def check_out(session: AsyncSession, principal: Principal, booking_id: int
     booking, resource = await _manageable_booking(session, principal, booking_id)
     manager = principal.manages(resource.unit_id)
     if not manager and booking.enterprise_id != principal.enterprise_id:
-        raise NotFound(f"no booking {booking_id}")
+        raise NotFound.translatable(N_("no booking %(booking)s"), booking=booking_id)
     open_log = await _latest_for_booking(session, booking.id)
     if open_log is None or open_log.ended_at is not None:
-        raise Conflict("this booking has no open session; check it in first")
+        raise Conflict.translatable(N_("this booking has no open session; check it in first"))
     if not manager and open_log.source != "self":
-        raise Forbidden("a session checked in by the managing unit is checked out by it")
+        raise Forbidden.translatable(N_("a session checked in by the managing unit is checked out by it"))
     if now <= open_log.started_at:
-        raise InvalidInput("the check-out must come after the check-in")
+        raise InvalidInput.translatable(N_("the check-out must come after the check-in"))
     if now - open_log.started_at > MAX_SESSION:
-        raise InvalidInput(
-            f"the session has been open for more than {MAX_SESSION.days} days; record the real times as a correction"
+        raise InvalidInput.translatable(
+            N_("the session has been open for more than %(days)s days; record the real times as a correction"),
+            days=MAX_SESSION.days,
         )
     log = UsageLog(
         resource_id=resource.id, booking_id=booking.id, enterprise_id=booking.enterprise_id, started_at=open_log.started_at,
@@ -289,15 +296,15 @@ async def record_walk_in(session: AsyncSession, principal: Principal, data: Walk
     _check_times(data.started_at, data.ended_at, now)
     _check_samples(data.samples)
     if data.mode not in ("staff_operated", "self_operated"):
-        raise InvalidInput("mode: expected staff_operated or self_operated")
+        raise InvalidInput.translatable(N_("expected staff_operated or self_operated"), field="mode")
     resource = (await session.execute(select(Resource).where(Resource.code == data.resource_code))).scalar_one_or_none()
     if resource is None or not principal.manages(resource.unit_id):
-        raise NotFound(f"no resource {data.resource_code!r} in the units you manage")
+        raise NotFound.translatable(N_("no resource '%(code)s' in the units you manage"), code=data.resource_code)
     enterprise_id = None
     if data.enterprise_uscc:
         enterprise_id = (await session.execute(select(Enterprise.id).where(Enterprise.uscc == data.enterprise_uscc.strip().upper()))).scalar_one_or_none()
         if enterprise_id is None:
-            raise NotFound(f"enterprise_uscc: no enterprise with USCC {data.enterprise_uscc}")
+            raise NotFound.translatable(N_("no enterprise with USCC %(uscc)s"), field="enterprise_uscc", uscc=data.enterprise_uscc)
     log = UsageLog(
         resource_id=resource.id, enterprise_id=enterprise_id, started_at=data.started_at, ended_at=data.ended_at,
         samples=data.samples, operator=(data.operator or principal.name)[:100], mode=data.mode, source="walk_in",
@@ -312,17 +319,17 @@ async def correct(session: AsyncSession, principal: Principal, log_id: int, *, s
     """A manager corrects a finished session: a new version with a reason; its charge is reissued."""
     now = now or utcnow()
     if not reason.strip():
-        raise InvalidInput("reason: say why the record is corrected; it stays in the history")
+        raise InvalidInput.translatable(N_("say why the record is corrected; it stays in the history"), field="reason")
     _check_times(started_at, ended_at, now)
     _check_samples(samples)
     previous = await session.get(UsageLog, log_id)
     resource = await session.get(Resource, previous.resource_id) if previous else None
     if previous is None or resource is None or not principal.manages(resource.unit_id):
-        raise NotFound(f"no usage record {log_id} in the units you manage")
+        raise NotFound.translatable(N_("no usage record %(record)s in the units you manage"), record=log_id)
     if (await session.execute(select(UsageLog.id).where(UsageLog.supersedes_id == log_id))).first():
-        raise Conflict("this is not the current version of the session; correct the latest one")
+        raise Conflict.translatable(N_("this is not the current version of the session; correct the latest one"))
     if previous.ended_at is None:
-        raise Conflict("the session is still open; check it out first")
+        raise Conflict.translatable(N_("the session is still open; check it out first"))
     await _void_charges_of_session(session, previous.session_id or previous.id, principal.user_id, f"usage corrected: {reason}")
     log = UsageLog(
         resource_id=previous.resource_id, booking_id=previous.booking_id, enterprise_id=previous.enterprise_id,
@@ -341,9 +348,10 @@ async def correct(session: AsyncSession, principal: Principal, log_id: int, *, s
 async def create_agent_key(session: AsyncSession, principal: Principal, resource_code: str, name: str) -> tuple[AgentKey, str]:
     resource = (await session.execute(select(Resource).where(Resource.code == resource_code))).scalar_one_or_none()
     if resource is None or not principal.manages(resource.unit_id):
-        raise NotFound(f"no resource {resource_code!r} in the units you manage")
+        raise NotFound.translatable(N_("no resource '%(code)s' in the units you manage"), code=resource_code)
     if not 1 <= len(name.strip()) <= 100:
-        raise InvalidInput("name: name the key after the computer or program that uses it (1–100 characters)")
+        raise InvalidInput.translatable(N_("name the key after the computer or program that uses it (1–100 characters)"),
+                                        field="name")
     key, digest = new_token("fsa")
     row = AgentKey(resource_id=resource.id, name=name.strip(), key_hash=digest, prefix=key[:12], created_by_id=principal.user_id)
     session.add(row)
@@ -357,7 +365,7 @@ async def revoke_agent_key(session: AsyncSession, principal: Principal, key_id: 
     row = await session.get(AgentKey, key_id)
     resource = await session.get(Resource, row.resource_id) if row else None
     if row is None or resource is None or not principal.manages(resource.unit_id):
-        raise NotFound(f"no agent key {key_id} in the units you manage")
+        raise NotFound.translatable(N_("no agent key %(key)s in the units you manage"), key=key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         audit.record(session, action="revoke", entity="agent_key", entity_id=row.id, actor_id=principal.user_id)
@@ -499,22 +507,22 @@ async def rate(session: AsyncSession, principal: Principal, booking_id: int, *, 
     """The enterprise rates a completed service once."""
     booking = await session.get(Booking, booking_id)
     if booking is None or booking.enterprise_id != principal.enterprise_id:
-        raise NotFound(f"no booking {booking_id}")
+        raise NotFound.translatable(N_("no booking %(booking)s"), booking=booking_id)
     if booking.status != "completed":
-        raise Conflict("only a completed service can be rated")
+        raise Conflict.translatable(N_("only a completed service can be rated"))
     if not 1 <= stars <= 5:
-        raise InvalidInput("stars: give 1 to 5 stars")
+        raise InvalidInput.translatable(N_("give 1 to 5 stars"), field="stars")
     if len(comment) > 2000:
-        raise InvalidInput("comment: at most 2000 characters")
+        raise InvalidInput.translatable(N_("at most 2000 characters"), field="comment")
     if (await session.execute(select(Rating.id).where(Rating.booking_id == booking_id))).first():
-        raise Conflict("this service has already been rated")
+        raise Conflict.translatable(N_("this service has already been rated"))
     rating = Rating(booking_id=booking.id, resource_id=booking.resource_id, enterprise_id=booking.enterprise_id,
                     user_id=principal.user_id, stars=stars, comment=comment.strip())
     session.add(rating)
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict("this service has already been rated") from None
+        raise Conflict.translatable(N_("this service has already been rated")) from None
     audit.record(session, action="rate", entity="booking", entity_id=booking.id, actor_id=principal.user_id,
                  after={"stars": stars})
     return rating
