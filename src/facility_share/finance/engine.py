@@ -16,8 +16,8 @@ from facility_share.finance import award as award_rules
 from facility_share.finance.explain import explain_both, policy_class_names
 from facility_share.finance import subsidy as subsidy_rules
 from facility_share.finance.facts import EnterpriseRow, SubsidyGroup, UnitRow
-from facility_share.finance.periods import Period as SettlementPeriod
-from facility_share.finance.policy import Period, policy_from_document
+from facility_share.finance.periods import Period
+from facility_share.finance.policy import policy_from_document
 from facility_share.usage.figures import DISTRICT_ZONE
 
 
@@ -53,17 +53,16 @@ def _charge_facts(groups: list[SubsidyGroup]) -> list[subsidy_rules.ChargeFact]:
     return out
 
 
-def default_budgets(document: dict[str, Any], period: SettlementPeriod) -> tuple[int, int]:
+def default_budgets(document: dict[str, Any], period: Period) -> tuple[int, int]:
     """The policy's yearly budgets prorated to the period (subsidy, award), in fen."""
     policy = policy_from_document(document, f"{document.get('code')}@{document.get('version')}")
-    pure_period = Period(period.start, period.end, period.label, period.kind)
-    return policy.subsidy_budget_fen(pure_period), policy.award_budget_fen(pure_period)
+    return policy.subsidy_budget_fen(period), policy.award_budget_fen(period)
 
 
 def compute(
     document: dict[str, Any],
     settlement: Any,
-    period: SettlementPeriod,
+    period: Period,
     groups: list[SubsidyGroup],
     enterprises: dict[int, EnterpriseRow],
     units: list[UnitRow],
@@ -72,7 +71,6 @@ def compute(
     controllers: dict[str, int],
 ) -> Result:
     policy = policy_from_document(document, f"{document.get('code')}@{document.get('version')}")
-    pure_period = Period(period.start, period.end, period.label, period.kind)
     result = Result()
 
     facts = {
@@ -80,10 +78,10 @@ def compute(
         for e in enterprises.values()
     }
     result.subsidy_budget_fen = (
-        settlement.subsidy_budget_fen if settlement.subsidy_budget_fen is not None else policy.subsidy_budget_fen(pure_period)
+        settlement.subsidy_budget_fen if settlement.subsidy_budget_fen is not None else policy.subsidy_budget_fen(period)
     )
     subsidy_lines = subsidy_rules.compute_subsidies(
-        policy, pure_period, _charge_facts(groups), facts, budget_fen=result.subsidy_budget_fen, controllers=controllers
+        policy, period, _charge_facts(groups), facts, budget_fen=result.subsidy_budget_fen, controllers=controllers
     )
     class_names = policy_class_names(policy)
     for position, line in enumerate(subsidy_lines, start=1):
@@ -110,9 +108,9 @@ def compute(
         for u in units
     ]
     result.award_budget_fen = (
-        settlement.award_budget_fen if settlement.award_budget_fen is not None else policy.award_budget_fen(pure_period)
+        settlement.award_budget_fen if settlement.award_budget_fen is not None else policy.award_budget_fen(period)
     )
-    award_lines = award_rules.compute_awards(policy, pure_period, unit_facts, budget_fen=result.award_budget_fen)
+    award_lines = award_rules.compute_awards(policy, period, unit_facts, budget_fen=result.award_budget_fen)
     for position, line in enumerate(award_lines, start=1):
         result.lines.append(_award_line(position, line, awarded, policy))
         result.award_total_fen += line.amount_fen

@@ -40,12 +40,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 from facility_share.catalog.records import yuan_to_fen
-from facility_share.errors import CatalogInvalid, InvalidInput, NotFound, Problem
+from facility_share.errors import CatalogInvalid, NotFound, Problem
+from facility_share.finance.periods import Period
 
 # Enterprise classes a subsidy table may name. An enterprise's class is its tier if it has one,
 # else ``tech_sme`` if flagged as a tech SME, else ``none`` (never eligible).
 SUBSIDY_CLASSES = ("eaglet", "tech_sme", "gazelle", "leader_candidate", "leader")
-PERIOD_KINDS = ("month", "quarter", "year")
 # The year the issue's count benchmarks are stated for: a period's benchmark is the yearly one
 # × days in the period ÷ 365 (so a leap year's full period asks 366/365 of it).
 BENCHMARK_YEAR_DAYS = 365
@@ -98,32 +98,6 @@ def fen_to_yuan_text(fen: int) -> str:
 
 
 # --- periods --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """A settlement period ``[start, end)`` of local dates: a month, a quarter or a year.
-
-    (``finance.periods.parse_period`` reads ``2026``, ``2026-Q3``, ``2026-07``.)
-    """
-
-    start: date
-    end: date  # exclusive
-    label: str
-    kind: str  # month | quarter | year
-
-    def __post_init__(self) -> None:
-        if self.end <= self.start:
-            raise InvalidInput(f"period {self.label!r}: the end {self.end} must be after the start {self.start}")
-        if self.kind not in PERIOD_KINDS:
-            raise InvalidInput(f"period {self.label!r}: kind {self.kind!r} is not one of {', '.join(PERIOD_KINDS)}")
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days
-
-    def contains(self, day: date) -> bool:
-        return self.start <= day < self.end
 
 
 def period_budget_fen(yearly_fen: int, period: Period) -> int:

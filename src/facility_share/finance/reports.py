@@ -96,7 +96,7 @@ def period_of_days(first: date, last: date) -> Period:
             return parse_period(f"{first.year}-Q{first.month // 3 + 1}")
         if months == 1:
             return parse_period(f"{first.year}-{first.month:02d}")
-    return Period(f"{first.isoformat()}..{last.isoformat()}", "range", first, end)
+    return Period(first, end, f"{first.isoformat()}..{last.isoformat()}", "range")
 
 
 def parse_report_period(text: str | None) -> Period:
