@@ -241,7 +241,12 @@ def test_history_of_another_units_session_is_404(client: TestClient, settings: S
 
     log_id = in_db(settings, some_log)
     sign_in(client, OTHER_MANAGER)
-    assert get(client, f"/manage/usage/{log_id}/history").status_code == 404
+    missing = get(client, f"/manage/usage/{log_id}/history")
+    assert missing.status_code == 404
+    # The error page speaks the reader's language; the API keeps its English message.
+    assert f"您所管理的单位中没有使用记录 #{log_id}。" in missing.text, missing.text[-800:]
+    sign_in(client, OTHER_MANAGER, lang="en")
+    assert f"No usage record {log_id} in the units you manage." in get(client, f"/manage/usage/{log_id}/history").text
 
 
 def test_mark_paid(client: TestClient, settings: Settings) -> None:

@@ -503,7 +503,7 @@ class ManagerUsagePages(Controller):
         log = await db_session.get(UsageLog, log_id)
         resource = await db_session.get(Resource, log.resource_id) if log else None
         if log is None or resource is None or not request.user.manages(resource.unit_id):
-            raise NotFound(f"no usage record {log_id} in the units you manage")
+            raise NotFound.translatable(N_("no usage record %(record)s in the units you manage"), record=log_id)
         session_id = log.session_id or log.id
         chain = (
             await db_session.execute(

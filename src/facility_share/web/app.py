@@ -42,7 +42,7 @@ from facility_share.usage.api import AgentApi, AgentKeyApi, UsageApi
 from facility_share.errors import FacilityShareError, TooManyRequests, Unauthorized
 from facility_share.web.pages_registry import PAGE_CONTROLLERS
 from facility_share.settings import Settings, load_settings
-from facility_share.web.i18n import LOCALE_COOKIE, I18n, choose_locale
+from facility_share.web.i18n import LOCALE_COOKIE, I18n, choose_locale, error_text
 from facility_share.web.pages import set_language
 from facility_share.web import observability
 from facility_share.web.openapi import error_responses
@@ -105,7 +105,10 @@ def handle_domain_error(request: Request, exc: FacilityShareError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
     if isinstance(exc, Unauthorized) and _wants_html(request):
         return _to_login(request)
-    return _render_error(request, exc.status_code, exc.code, exc.message, exc.detail, headers=headers)
+    message = exc.message
+    if exc.msgid is not None and _wants_html(request):
+        message = error_text(provide_i18n(request), exc)  # the page speaks the reader's language; the API English
+    return _render_error(request, exc.status_code, exc.code, message, exc.detail, headers=headers)
 
 
 def _to_login(request: Request) -> Response:
