@@ -30,7 +30,8 @@ Measured after a warm-up (--warmup seconds and at least --warmup-requests reques
 requests are not counted:
 - throughput (requests per second) overall and per kind of request, with p50 and p99 latency;
 - every minute: throughput, p50, p99, the server's CPU time per request, its memory, the
-  number of bookings and the load average of the machine;
+  number of bookings, the load average of the machine and a probe of its speed (the CPU time
+  a fixed piece of work takes in the bench's process);
 - the resident memory (VmRSS from /proc) of the server's worker processes, summed, right after
   the warm-up and at the end. Target: growth < 10 %;
 - p99 stable: the p99 latency of the last full minute is at most 1.5 times that of the first
@@ -40,7 +41,9 @@ requests are not counted:
 - no 5xx answer at all.
 The server's CPU time per request is printed beside the latency: on a shared machine a p99
 that grows while CPU per request does not points at other processes taking the CPU, not at
-the server.
+the server. CPU per request itself rises when other processes slow the cores down (a busy
+hyperthread sibling, a thrashed cache); the probe is a rough gauge of how much of a rise the
+machine explains (it is one small piece of work, so it is noisy).
 
 It creates a throwaway database, `facility_share_soak_<random>`, with the shipped catalogue
 and a few accounts, and drops it at the end. The server logs go to a temporary directory.
@@ -258,6 +261,21 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def machine_probe() -> float:
+    """CPU milliseconds a fixed piece of pure-Python work takes here and now (the median of
+    five). When other processes share the cores (a busy hyperthread sibling, a thrashed cache)
+    the same work costs more CPU time; the server's CPU per request is divided by this to
+    tell a server that does more per request from a machine that runs slower."""
+    def once() -> float:
+        began = time.thread_time()
+        table: dict[int, int] = {}
+        for i in range(60_000):
+            table[i % 997] = table.get(i % 997, 0) + i * i
+        "".join(str(v) for v in table.values())
+        return 1000 * (time.thread_time() - began)
+    return sorted(once() for _ in range(5))[2]
+
+
 def load_average() -> float:
     with open("/proc/loadavg") as loadavg:
         return float(loadavg.read().split()[0])
@@ -366,6 +384,7 @@ class Tick:
     cpu: float
     bookings: tuple[int, int]
     load: float
+    probe: float
 
 
 def verdict(ok: bool) -> str:
@@ -389,7 +408,8 @@ async def soak(base_url: str, site: Site, supervisor: int, dsn: str, args: argpa
         for sample in recorder.samples:
             sample.at += shift
         workers = server_workers(supervisor)
-        ticks = [Tick(0.0, rss_bytes(workers), cpu_seconds(workers), await booking_counts(dsn), load_average())]
+        ticks = [Tick(0.0, rss_bytes(workers), cpu_seconds(workers), await booking_counts(dsn), load_average(),
+                      await asyncio.to_thread(machine_probe))]
         print(f"warm-up done ({time.perf_counter() - started:.0f} s, {len(recorder.samples)} requests); server worker processes {workers}, "
               f"RSS {ticks[0].rss / 2**20:.1f} MiB, {ticks[0].bookings[0]} bookings", flush=True)
         began = recorder.began
@@ -397,7 +417,8 @@ async def soak(base_url: str, site: Site, supervisor: int, dsn: str, args: argpa
             await asyncio.sleep(min(60.0, args.seconds - elapsed))
             now = time.perf_counter() - began
             current = server_workers(supervisor)
-            ticks.append(Tick(now, rss_bytes(current), cpu_seconds(current), await booking_counts(dsn), load_average()))
+            ticks.append(Tick(now, rss_bytes(current), cpu_seconds(current), await booking_counts(dsn), load_average(),
+                              await asyncio.to_thread(machine_probe)))
             done = [s for s in recorder.samples if 0 <= s.at < now]
             print(f"  {now:5.0f} s: {len(done) / now:6.1f} req/s so far, RSS {ticks[-1].rss / 2**20:.1f} MiB, "
                   f"{ticks[-1].bookings[0]} bookings ({ticks[-1].bookings[1]} active), load {ticks[-1].load:.1f}", flush=True)
@@ -430,7 +451,7 @@ async def soak(base_url: str, site: Site, supervisor: int, dsn: str, args: argpa
     # Minute by minute. CPU per request tells a slower server (it grows) from a busier machine
     # (latency grows, CPU per request does not).
     print(f"\n  {'minute':<13}{'requests':>9}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/req':>11}{'RSS MiB':>9}"
-          f"{'feeds 200/304':>15}{'bookings':>10}{'active':>7}{'load':>6}")
+          f"{'feeds 200/304':>15}{'bookings':>10}{'active':>7}{'load':>6}{'probe ms':>9}")
     per_request = []
     for before, after in zip(ticks, ticks[1:]):
         window = [s for s in measured if before.t <= s.at < after.t]
@@ -441,7 +462,8 @@ async def soak(base_url: str, site: Site, supervisor: int, dsn: str, args: argpa
         feed = Counter(s.status for s in window if s.kind == "feed")
         print(f"  {f'{before.t:.0f}-{after.t:.0f} s':<13}{len(window):>9}{len(window) / seconds:>7.1f}"
               f"{1000 * percentile(latencies, 0.5):>8.0f}{1000 * percentile(latencies, 0.99):>8.0f}{cpu:>11.1f}"
-              f"{after.rss / 2**20:>9.1f}{f'{feed[200]}/{feed[304]}':>15}{after.bookings[0]:>10}{after.bookings[1]:>7}{after.load:>6.1f}")
+              f"{after.rss / 2**20:>9.1f}{f'{feed[200]}/{feed[304]}':>15}{after.bookings[0]:>10}{after.bookings[1]:>7}{after.load:>6.1f}"
+              f"{after.probe:>9.1f}")
 
     # p99 stable: the last full minute against the first full minute after the warm-up.
     window = 60.0 if duration >= 120 else duration / 2
@@ -453,8 +475,10 @@ async def soak(base_url: str, site: Site, supervisor: int, dsn: str, args: argpa
     print(f"\np99 of the first {window:.0f} s after the warm-up: {1000 * p99_first:.1f} ms ({len(first)} requests); "
           f"of the last {window:.0f} s: {1000 * p99_last:.1f} ms ({len(last)} requests)")
     if len(per_request) >= 2:
+        cpu_ratio = per_request[-1] / max(per_request[0], 1e-9)
+        probe_ratio = ticks[-1].probe / max(ticks[1].probe, 1e-9)
         print(f"  server CPU per request: first minute {per_request[0]:.1f} ms, last {per_request[-1]:.1f} ms "
-              f"(x{per_request[-1] / max(per_request[0], 1e-9):.2f})")
+              f"(x{cpu_ratio:.2f}); the machine probe x{probe_ratio:.2f}, so per unit of machine speed x{cpu_ratio / probe_ratio:.2f}")
     for kind in MIX:
         f = [s.seconds for s in by_kind.get(kind, []) if s.at < window]
         la = [s.seconds for s in by_kind.get(kind, []) if s.at >= duration - window]
