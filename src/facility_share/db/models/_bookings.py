@@ -29,6 +29,9 @@ class Booking(TimestampMixin, Base):
         CheckConstraint("mode IN ('self_operated', 'staff_operated')", name="mode_known"),
         Index("ix_bookings_resource_window", "resource_id", "starts_at", "ends_at"),
         Index("ix_bookings_enterprise_status", "enterprise_id", "status"),
+        # The enterprise's and the user's calendar feeds read a window of their bookings by start.
+        Index("ix_bookings_enterprise_start", "enterprise_id", "starts_at"),
+        Index("ix_bookings_user_start", "user_id", "starts_at"),
         Index("ix_bookings_status_deadline", "status", "decision_deadline"),
     )
 
