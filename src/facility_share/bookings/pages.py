@@ -153,7 +153,7 @@ class BookingWords(Words):
         return f"{self.clock(start, zone)}–{tail}"
 
     def day_label(self, day: date) -> str:
-        return format_skeleton("MMMd", day, locale=self.i18n.locale)
+        return format_skeleton("MMMd", day, locale=self.i18n.babel)
 
     def span(self, start: datetime, end: datetime, timezone: str) -> str:
         """``2026-11-24 09:00–11:00``, or both dates when the span crosses midnight."""
@@ -307,7 +307,7 @@ def day_heads(monday: date, words: BookingWords, today: date) -> list[DayHead]:
         day = monday + timedelta(days=offset)
         code = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day.weekday()]
         heads.append(DayHead(day, words.weekday(code), words.day_label(day), str(classify(day)), day == today,
-                             format_date(day, "EEE", locale=words.i18n.locale)))
+                             format_date(day, "EEE", locale=words.i18n.babel)))
     return heads
 
 

@@ -114,7 +114,7 @@ class Words:
     def date(self, value: date | None) -> str:
         if value is None:
             return "—"
-        return format_date(value, format="long", locale=self.i18n.locale)
+        return format_date(value, format="long", locale=self.i18n.babel)
 
     def local_datetime(self, value: datetime, timezone: str) -> str:
         if value.tzinfo is None:
@@ -123,7 +123,7 @@ class Words:
             value = value.astimezone(ZoneInfo(timezone))
         except (ZoneInfoNotFoundError, ValueError):
             pass
-        return format_datetime(value, format="yyyy-MM-dd HH:mm", locale=self.i18n.locale)
+        return format_datetime(value, format="yyyy-MM-dd HH:mm", locale=self.i18n.babel)
 
     def starting_price(self, r: schemas.ResourceSummary, *, prefix: bool = True) -> str:
         """The cheapest published district-enterprise rate, e.g. "From ¥450.00 / shift".

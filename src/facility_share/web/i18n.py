@@ -11,7 +11,7 @@ from __future__ import annotations
 import gettext as gettext_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,23 @@ def choose_locale(cookie: str | None, query: str | None, default: str) -> str:
     return default
 
 
+@lru_cache(maxsize=8)
+def babel_locale(name: str) -> Locale:
+    """The parsed babel locale. Babel's formatters given a locale *name* parse it on every call
+    (about 0.35 ms for zh_CN, against 0.02 ms with the parsed one), which a page formatting a
+    few hundred dates or amounts pays in full."""
+    return Locale.parse(name)
+
+
 @dataclass(frozen=True)
 class I18n:
     """What a template or handler needs to speak the request's language."""
 
     locale: str
+
+    @property
+    def babel(self) -> Locale:
+        return babel_locale(self.locale)
 
     @property
     def is_zh(self) -> bool:
@@ -92,14 +104,14 @@ class I18n:
     def country(self, code: str) -> str:
         if not code:
             return ""
-        return Locale.parse(self.locale).territories.get(code, code)
+        return self.babel.territories.get(code, code)
 
     def yuan(self, fen: int | None) -> str:
         """Integer fen to a yuan amount for display: 123456 → ¥1,234.56."""
         if fen is None:
             return "—"
         whole, part = divmod(fen, 100)
-        text = format_decimal(whole, locale=self.locale, format="#,##0")
+        text = format_decimal(whole, locale=self.babel, format="#,##0")
         return f"¥{text}.{part:02d}"
 
 
