@@ -34,7 +34,7 @@ from facility_share.db.models import (
     UsageLog,
     utcnow,
 )
-from facility_share.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, booking_status, charge_status, fen
+from facility_share.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, booking_status, charge_status
 from facility_share.usage.charging import line_dicts, parse_peak_hours, price_service
 
 LOG_FIELDS = ("started_at", "ended_at", "samples", "operator", "mode", "source", "supersedes_id", "session_id", "reason")
@@ -132,58 +132,28 @@ async def issue_charge(session: AsyncSession, log: UsageLog, resource: Resource,
     return charge
 
 
-async def _void_charges_of_session(session: AsyncSession, session_id: int, actor_id: int | None, reason: str) -> list[Charge]:
-    """Void the session's charges that hold no money; return those that do (money received on
-    them, in full or in part, e.g. from an advance), which the correction carries over."""
+async def _void_charges_of_session(session: AsyncSession, session_id: int, actor_id: int | None, reason: str) -> None:
     charges = (
         await session.execute(
             select(Charge).join(UsageLog, Charge.usage_log_id == UsageLog.id)
             .where(UsageLog.session_id == session_id, Charge.status != "void")
         )
     ).scalars().all()
-    holding = []
     for charge in charges:
         if charge.status == "processing":
             raise Conflict.translatable(
                 N_("charge %(charge)s of this session is being paid online; correct it once Stripe has answered"), charge=charge.id
             )
-        if charge.paid_fen > charge.refunded_fen:
-            holding.append(charge)
-            continue
+        if charge.status == "paid" or charge.paid_fen > charge.refunded_fen:
+            # Money was received on it (in full, or in part from an advance): it cannot vanish.
+            raise Conflict.translatable(
+                N_("charge %(charge)s of this session is already paid; record the correction as a separate refund or adjustment"),
+                charge=charge.id,
+            )
         before = {"status": charge.status}
         charge.status, charge.void_reason = "void", reason[:500]
         audit.record(session, action="void", entity="charge", entity_id=charge.id, actor_id=actor_id,
                      before=before, after={"status": "void"}, reason=reason)
-    return holding
-
-
-async def _carry_over_to_corrected(session: AsyncSession, holding: list[Charge], corrected: Charge | None, *,
-                                   actor_id: int | None, reason: str) -> None:
-    """Move the money paid on the session's earlier charges onto the corrected one, then void
-    them. Money is never silently given back here: if more was paid than the corrected charge
-    asks, the unit refunds the difference first (on the payments page, to wherever it came
-    from), and the correction is refused until then."""
-    from facility_share.payments.advances import carry_over
-    from facility_share.payments.rules import outstanding
-
-    held = sum(c.paid_fen - c.refunded_fen for c in holding)
-    due = outstanding(corrected.total_fen, corrected.paid_fen) if corrected is not None else 0
-    if held > due:
-        first = holding[0]
-        raise Conflict.translatable(
-            N_("charge %(charge)s of this session holds %(held)s paid, more than the corrected charge of %(corrected)s; refund the "
-               "difference of %(difference)s on the payments page first, then correct the session"),
-            held=fen(held), charge=first.id, corrected=fen(corrected.total_fen if corrected else 0),
-            difference=fen(held - due),
-        )
-    assert corrected is not None  # held > 0 = due would have been refused above
-    for charge in holding:
-        await carry_over(session, charge, corrected, method="correction", reason=reason, actor_id=actor_id)
-        before = {"status": charge.status}
-        charge.status, charge.void_reason = "void", f"{reason}; its payments moved to charge #{corrected.id}"[:500]
-        audit.record(session, action="void", entity="charge", entity_id=charge.id, actor_id=actor_id,
-                     before=before, after={"status": "void", "moved_to": corrected.id}, reason=reason)
-    await session.flush()
 
 
 async def mark_paid(session: AsyncSession, principal: Principal, charge_id: int, *, method: str, reference: str) -> Charge:
@@ -360,8 +330,7 @@ async def correct(session: AsyncSession, principal: Principal, log_id: int, *, s
         raise Conflict.translatable(N_("this is not the current version of the session; correct the latest one"))
     if previous.ended_at is None:
         raise Conflict.translatable(N_("the session is still open; check it out first"))
-    holding = await _void_charges_of_session(session, previous.session_id or previous.id, principal.user_id,
-                                             f"usage corrected: {reason}")
+    await _void_charges_of_session(session, previous.session_id or previous.id, principal.user_id, f"usage corrected: {reason}")
     log = UsageLog(
         resource_id=previous.resource_id, booking_id=previous.booking_id, enterprise_id=previous.enterprise_id,
         started_at=started_at, ended_at=ended_at, samples=samples, operator=previous.operator, mode=previous.mode,
@@ -370,10 +339,7 @@ async def correct(session: AsyncSession, principal: Principal, log_id: int, *, s
     )
     await _append(session, log, previous=previous)
     booking = await session.get(Booking, previous.booking_id) if previous.booking_id else None
-    charge = await issue_charge(session, log, resource, booking=booking)
-    if holding:
-        await _carry_over_to_corrected(session, holding, charge, actor_id=principal.user_id, reason=f"usage corrected: {reason}")
-    return log, charge
+    return log, await issue_charge(session, log, resource, booking=booking)
 
 
 # --- the instrument agent ------------------------------------------------------------------------
