@@ -282,6 +282,22 @@ async def test_changes_raise_sequence_and_cancel_keeps_uid(setup, client) -> Non
         assert str(after["STATUS"]) == "CANCELLED" and int(after["SEQUENCE"]) > int(middle["SEQUENCE"])
 
 
+async def test_only_the_latest_gone_bookings_stay(setup, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Cancelled, rejected and expired bookings are kept to the most recently changed few;
+    every active booking stays, whatever their number."""
+    _app, world, ids, tokens, _cookies, _unit = setup
+    monkeypatch.setattr(feeds, "GONE_SHOWN", 1)
+    before = events_by_uid((await client.get(url_of("enterprise", tokens))).text)
+    assert str(before[booking_uid(ids["cancelled"])]["STATUS"]) == "CANCELLED"
+    await act(setup[0].state.db, world["member_a"], ids["approved"], "cancel")  # now the latest gone one
+    after = events_by_uid((await client.get(url_of("enterprise", tokens))).text)
+    assert booking_uid(ids["cancelled"]) not in after
+    assert str(after[booking_uid(ids["approved"])]["STATUS"]) == "CANCELLED"
+    for name in ("requested", "changed"):
+        assert booking_uid(ids[name]) in after
+    assert len(after) == len(before) - 1
+
+
 async def test_public_feed_reveals_nobody(setup, client) -> None:  # type: ignore[no-untyped-def]
     _app, world, ids, tokens, _cookies, _unit = setup
     public = (await client.get(url_of("public", tokens))).text + (await client.get(url_of("public", tokens) + "?lang=en")).text

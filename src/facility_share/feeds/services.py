@@ -9,7 +9,10 @@ A feed is one of:
 
 Every feed covers the same window: bookings ending in the last 30 days up to those starting
 in the next 180 days. Cancelled, rejected and expired bookings stay in it for 30 days after
-their last change, as STATUS:CANCELLED, so subscribed clients remove them.
+their last change, as STATUS:CANCELLED, so subscribed clients show what became of them -- the
+100 most recently changed of them: a subscribing client replaces the whole calendar on each
+refresh (an event that is gone from the feed is gone from the calendar too), so older ones
+would only make every refresh longer for an owner who cancels a lot.
 
 Private feeds are addressed by a secret token (``fsf_…``); only its SHA-256 is stored, and the
 plain token is shown once, when it is made. Rotating revokes the old token and makes a new one.
@@ -36,6 +39,7 @@ PAST = timedelta(days=30)
 AHEAD = timedelta(days=180)
 GONE_KEPT = timedelta(days=30)
 GONE_STATUSES = ("cancelled", "rejected", "expired")
+GONE_SHOWN = 100
 MAX_EVENTS = 20_000  # a runaway feed is cut, not served in full
 
 
@@ -68,7 +72,7 @@ def _owner_condition(feed: Feed) -> Any:
     raise ValueError(f"unknown feed kind {feed.kind!r}")
 
 
-def _conditions(feed: Feed, now: datetime) -> list[Any]:
+def _window(feed: Feed, now: datetime) -> list[Any]:
     return [
         _owner_condition(feed),
         Booking.ends_at > now - PAST,
@@ -76,6 +80,12 @@ def _conditions(feed: Feed, now: datetime) -> list[Any]:
         # index on (owner, starts_at) read only the window instead of the owner's whole history.
         Booking.starts_at > now - PAST - MAX_BOOKING,
         Booking.starts_at < now + AHEAD,
+    ]
+
+
+def _conditions(feed: Feed, now: datetime) -> list[Any]:
+    return [
+        *_window(feed, now),
         or_(Booking.status.not_in(GONE_STATUSES), and_(Booking.status.in_(GONE_STATUSES), Booking.updated_at >= now - GONE_KEPT)),
     ]
 
@@ -114,8 +124,18 @@ async def feed_bookings(session: AsyncSession, feed: Feed, *, now: datetime | No
     ``people``, their enterprise and user. Bookings are read as plain rows, not ORM objects:
     a feed can hold thousands of them and is rebuilt on every unconditional GET."""
     now = now or utcnow()
-    statement = select(*_COLUMNS).where(*_conditions(feed, now)).order_by(Booking.starts_at, Booking.id).limit(MAX_EVENTS)
-    rows = (await session.execute(statement)).all()
+    window = _window(feed, now)
+    active = select(*_COLUMNS).where(*window, Booking.status.not_in(GONE_STATUSES)).order_by(Booking.starts_at, Booking.id)
+    gone = (
+        select(*_COLUMNS)
+        .where(*window, Booking.status.in_(GONE_STATUSES), Booking.updated_at >= now - GONE_KEPT)
+        .order_by(Booking.updated_at.desc(), Booking.id.desc())
+        .limit(GONE_SHOWN)
+    )
+    rows = sorted(
+        [*(await session.execute(active.limit(MAX_EVENTS))).all(), *(await session.execute(gone)).all()],
+        key=lambda row: (row.starts_at, row.id),
+    )[:MAX_EVENTS]
     resources = await _by_id(session, Resource, {row.resource_id for row in rows}, selectinload(Resource.unit))
     enterprises = await _by_id(session, Enterprise, {row.enterprise_id for row in rows}) if people else {}
     users = await _by_id(session, User, {row.user_id for row in rows}) if people else {}
