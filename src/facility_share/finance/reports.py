@@ -419,7 +419,11 @@ def whole_minutes(session: AsyncSession, start: Any, end: Any) -> Any:
     """Whole minutes from ``start`` to ``end``, floored per session exactly as
     ``usage.figures`` floors them in Python (fractions of a second included)."""
     if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-        return cast(func.floor(func.extract("epoch", end - start) / 60), BigInteger)
+        # date_part gives the seconds as a double, EXTRACT (since PostgreSQL 14) as numeric,
+        # whose arithmetic took a third of a year's aggregation. The double is exact enough:
+        # a whole number of seconds is exact, and a session 1 µs short of a whole minute is
+        # still well over the rounding error (about 1e-9 s at a few months' length) below it.
+        return cast(func.floor(func.date_part("epoch", end - start) / 60), BigInteger)
     # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text: whole seconds and microseconds apart
     # (strftime('%s') would round the fraction; a shorter or missing fraction is padded), then
     # integer division, which floors here because the end always comes after the start.
