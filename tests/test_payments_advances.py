@@ -1,24 +1,31 @@
 """Paying a booking in advance, on SQLite and PostgreSQL: cancelled in time → everything back;
 cancelled late → the configured share back; never paid → voided; service done → the advance
 covers the fee, its surplus goes back (through localstripe when paid online), a shortfall stays
-to pay. Each settles once, whatever number of sweeps."""
+to pay. Each settles once, whatever number of sweeps. When a session is corrected, what its
+charge holds moves onto the corrected charge."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from facility_share.bookings import services as bookings
 from facility_share.db import Database
-from facility_share.db.models import Booking, Charge, Payment, Refund, Resource, utcnow
+from facility_share.db.models import AuditEvent, Booking, Charge, Payment, Refund, Resource, UsageLog, utcnow
 from facility_share.errors import Conflict, NotFound
+from facility_share.finance import facts
+from facility_share.finance.periods import Period
 from facility_share.payments import advances, services
 from facility_share.payments.gateway import Gateway
+from facility_share.payments.pages import PaymentWords
 from facility_share.settings import load_settings
 from facility_share.usage import services as usage
+from facility_share.usage.pages import UsageWords
+from facility_share.web.i18n import I18n
 from tests.payments_peer import SECRET_KEY, StripePeer, stripe_env
 from tests.world import build_world
 
@@ -140,15 +147,99 @@ async def test_service_done_covers_the_fee_and_a_shortfall_stays_to_pay(imported
     assert await state(imported, service.id) == ("paid", fee, 0, [])
 
 
-async def test_paid_charge_of_a_corrected_session_is_still_refused(imported: Database, world: Any) -> None:
+async def test_money_paid_on_a_corrected_session_moves_onto_the_corrected_charge(imported: Database, world: Any) -> None:
     booking_id = await approved(imported, world, starts_in=timedelta(hours=2), estimate_fen=10_000)
-    await paid_offline_advance(imported, world, booking_id)
+    advance_id = await paid_offline_advance(imported, world, booking_id)
     service = await serve_booking(imported, world, booking_id)
-    # Partly paid from the advance: the money cannot vanish with a void charge.
-    with pytest.raises(Conflict, match="already paid"):
-        await run(imported, usage.correct, world["manager"], service.usage_log_id, started_at=service.service_date,
-                  ended_at=service.service_date + timedelta(minutes=30), samples=0, reason="shorter",
-                  now=service.service_date + timedelta(hours=2))
+    start, later, manager = service.service_date, service.service_date + timedelta(hours=2), world["manager"]
+    assert await state(imported, service.id) == ("unpaid", 10_000, 0, [])
+
+    async def correct(log_id: int, minutes: int, reason: str) -> Any:
+        return await run(imported, usage.correct, manager, log_id, started_at=start, ended_at=start + timedelta(minutes=minutes),
+                         samples=0, reason=reason, now=later)
+
+    async def payments_of(charge_id: int) -> list[tuple[str, str, str, int]]:
+        async with imported.session() as session:
+            return [(p.provider, p.method, p.reference, p.amount_fen) for p in (await session.execute(
+                select(Payment).where(Payment.charge_id == charge_id).order_by(Payment.id))).scalars()]
+
+    # Partly paid from the advance: the 10,000 fen move onto the shorter session's charge, which
+    # is partly paid by them; the old charge is voided with a pointer to it.
+    shorter_log, shorter = await correct(service.usage_log_id, 30, "shorter")
+    assert 10_000 < shorter.total_fen < service.total_fen
+    assert await state(imported, service.id) == ("void", 10_000, 10_000, [(10_000, "applied", "succeeded")])
+    assert await state(imported, shorter.id) == ("unpaid", 10_000, 0, [])
+    assert await payments_of(shorter.id) == [("offline", "correction", f"charge #{service.id}", 10_000)]
+    async with imported.session() as session:
+        old = await session.get(Charge, service.id)
+        assert old.void_reason == f"usage corrected: shorter; its payments moved to charge #{shorter.id}"
+        (void,) = (await session.execute(select(AuditEvent).where(
+            AuditEvent.entity == "charge", AuditEvent.entity_id == service.id, AuditEvent.action == "void"))).scalars()
+        assert void.after == {"status": "void", "moved_to": shorter.id}
+    # The advance is not used twice.
+    assert await state(imported, advance_id) == ("refunded", 10_000, 10_000, [(10_000, "applied", "succeeded")])
+
+    # Paid in full, then corrected to a longer session: all of it moves, the rest stays to pay.
+    await run(imported, usage.mark_paid, manager, shorter.id, method="bank_transfer", reference="TX-1")
+    longer_log, longer = await correct(shorter_log.id, 90, "longer after all")
+    assert longer.total_fen > shorter.total_fen
+    assert await state(imported, shorter.id) == ("void", shorter.total_fen, shorter.total_fen, [
+        (shorter.total_fen - 10_000, "applied", "succeeded"), (10_000, "applied", "succeeded")])
+    assert await state(imported, longer.id) == ("unpaid", shorter.total_fen, 0, [])
+    assert await payments_of(longer.id) == [("offline", "correction", f"charge #{shorter.id}", shorter.total_fen)]
+    async with imported.session() as session:  # the ledger dates the charge's money from the move
+        moved = (await session.execute(select(Payment).where(Payment.charge_id == longer.id))).scalar_one()
+        assert (await session.get(Charge, longer.id)).money_as_of == moved.succeeded_at
+    await run(imported, usage.mark_paid, manager, longer.id, method="bank_transfer", reference="TX-2")
+    assert (await state(imported, longer.id))[:3] == ("paid", longer.total_fen, 0)
+
+    # A correction asking less than was paid is refused until the unit refunds the difference,
+    # and changes nothing.
+    async with imported.session() as session:
+        before = [(c.id, c.status, c.paid_fen, c.refunded_fen) for c in (await session.execute(select(Charge).order_by(Charge.id))).scalars()]
+        rows = (len((await session.execute(select(Payment))).all()), len((await session.execute(select(Refund))).all()))
+    one_hour = service.total_fen
+    with pytest.raises(Conflict, match=f"holds {longer.total_fen} fen paid, more than the corrected charge of {one_hour} fen; "
+                                       f"refund the difference of {longer.total_fen - one_hour} fen"):
+        await correct(longer_log.id, 60, "an hour")
+    async with imported.session() as session:
+        assert [(c.id, c.status, c.paid_fen, c.refunded_fen)
+                for c in (await session.execute(select(Charge).order_by(Charge.id))).scalars()] == before
+        assert (len((await session.execute(select(Payment))).all()), len((await session.execute(select(Refund))).all())) == rows
+        assert (await session.execute(select(UsageLog.id).where(UsageLog.supersedes_id == longer_log.id))).first() is None
+
+    # Nothing is counted twice: the money received from outside (the advance's transfer and two
+    # more) is what the charges hold in all, all of it on the one charge that is not void.
+    async with imported.session() as session:
+        received = sum((await session.execute(select(Payment.amount_fen).join(Charge, Charge.id == Payment.charge_id).where(
+            Charge.booking_id == booking_id, Payment.method == "bank_transfer"))).scalars())
+        charges = list((await session.execute(select(Charge).where(Charge.booking_id == booking_id))).scalars())
+    assert received == longer.total_fen
+    assert sum(c.paid_fen - c.refunded_fen for c in charges) == received
+    assert [(c.id, c.paid_fen - c.refunded_fen) for c in charges if c.status != "void" and c.kind == "service"] == [(longer.id, received)]
+
+    # The settlement facts read it once, from the charge's own sums as from its rows (the moved
+    # payment is on the ledger, so the charge's money is known from when it moved).
+    async with imported.session() as session:
+        live = await session.get(Charge, longer.id)
+        assert live.money_as_of is not None and live.money_as_of <= utcnow()
+    day = start.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    period = Period(day - timedelta(days=1), day + timedelta(days=2), "around the session", "range")
+    enterprise = world.enterprise_ids["member_a"]
+    async with imported.session(write=True) as session:
+        known = await facts.service_charges(session, period, utcnow())
+        await session.execute(update(Charge).values(money_as_of=None))
+        from_rows = await facts.service_charges(session, period, utcnow())
+        await session.rollback()
+    assert known == from_rows
+    mine = [g for g in known.groups if g.enterprise_id == enterprise]
+    assert (sum(g.charges for g in mine), sum(g.paid_fen - g.refunded_fen for g in mine)) == (1, received)
+
+
+def test_a_moved_payment_is_named_on_the_usage_and_payments_pages() -> None:
+    for words in (UsageWords, PaymentWords):
+        assert words(I18n("en")).method("correction") == "Moved from a corrected charge"
+        assert words(I18n("zh_CN")).method("correction") == "由更正前的费用转入"
 
 
 async def test_online_advance_surplus_and_cancellation_refunds_go_to_stripe(imported: Database, world: Any, peer: StripePeer,

@@ -266,10 +266,29 @@ async def test_corrections_history_charges_and_payment_over_http(imported, world
     assert (await client.post(f"/api/v1/charges/{charges[1]['id']}/mark-paid", json={"method": "cash", "reference": "R"},
                               headers=manager)).status_code == 409
 
-    blocked = await client.post(f"/api/v1/usage/{latest['id']}/corrections", headers=manager, json={**correction, "reason": "again"})
+    # Once paid, a correction asking less than was paid is refused until the unit refunds the
+    # difference, and changes nothing ...
+    blocked = await client.post(f"/api/v1/usage/{latest['id']}/corrections", headers=manager,
+                                json={**correction, "ended_at": iso(start + timedelta(hours=1)), "reason": "an hour"})
     assert blocked.status_code == 409 and "paid" in blocked.text
+    assert "holds 84000 fen paid, more than the corrected charge of 44000 fen; refund the difference of 40000 fen" in blocked.text
     assert len((await client.get("/api/v1/usage", params={"history": "true"}, headers=manager)).json()) == 2
     assert [c["status"] for c in (await client.get("/api/v1/charges", headers=manager)).json()] == ["paid", "void"]
+
+    # ... while one asking as much moves the payment onto the reissued charge, paid in full.
+    again = await client.post(f"/api/v1/usage/{latest['id']}/corrections", headers=manager, json={**correction, "reason": "again"})
+    assert again.status_code == 201, again.text
+    assert len((await client.get("/api/v1/usage", params={"history": "true"}, headers=manager)).json()) == 3
+    after = (await client.get("/api/v1/charges", headers=manager)).json()
+    assert [(c["usage_log_id"], c["status"], c["total_fen"]) for c in after] == [
+        (again.json()["id"], "paid", 84_000), (latest["id"], "void", 84_000), (original["id"], "void", 124_000)]
+    assert (after[0]["payment_method"], after[0]["payment_reference"]) == ("correction", f"charge #{live['id']}")
+    assert after[1]["void_reason"] == f"usage corrected: again; its payments moved to charge #{after[0]['id']}"
+    assert (await client.get("/api/v1/charges", params={"status": "unpaid"}, headers=bearer(world.tokens["member_b"]))).json() == []
+    async with imported.session() as session:
+        sums = [(c.paid_fen, c.refunded_fen) for c in (await session.execute(
+            select(Charge).where(Charge.id.in_([c["id"] for c in after])).order_by(Charge.id.desc()))).scalars()]
+    assert sums == [(84_000, 0), (84_000, 84_000), (0, 0)]  # received once, held once
 
 
 # --- check-in, check-out and rating --------------------------------------------------------------

@@ -13,10 +13,12 @@ from sqlalchemy import func, select
 from facility_share.accounts.services import grant_qualification, revoke_qualification
 from facility_share.bookings import services as bookings
 from facility_share.db import Database
-from facility_share.db.models import AgentKey, AuditEvent, Booking, Charge, Qualification, Rating, UsageLog
+from facility_share.db.models import AgentKey, AuditEvent, Booking, Charge, Payment, Qualification, Rating, UsageLog
 from facility_share.errors import Conflict, Forbidden, InvalidInput, NotFound
 from facility_share.usage import figures, services
 from facility_share.usage.charging import parse_peak_hours, price_service
+from facility_share.usage.pages import UsageWords
+from facility_share.web.i18n import I18n
 from tests.world import ENTERPRISE_B, build_world, catalogue_values, local, next_weekday
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Tianjin
@@ -272,13 +274,45 @@ async def test_corrections_keep_every_version_and_reissue_the_charge(imported, w
     sem = next(r for r in report.resources if r.code == SEM).figures
     assert (sem.sessions, sem.effective_hours, sem.external_hours, sem.income_fen) == (1, 1.5, 1.5, 64_000)
 
-    # Once paid, a correction is refused and nothing changes.
+    # Once paid, the money follows the correction: a correction asking less than was paid is
+    # refused (the unit refunds the difference first) and changes nothing ...
     await run(imported, services.mark_paid, manager, third.id, method="bank_transfer", reference="TX-1")
-    with pytest.raises(Conflict, match="already paid"):
+    with pytest.raises(Conflict, match="holds 64000 fen paid, more than the corrected charge of 24000 fen; refund the difference of 40000 fen") as refused:
         await run(imported, services.correct, manager, v4.id, started_at=start, ended_at=start + timedelta(minutes=30), samples=0,
                   reason="too late", now=later)
+    assert refused.value.msgid and refused.value.params["difference"].value == 40_000
+    assert UsageWords(I18n("zh_CN")).error(refused.value) == (
+        f"该使用记录的费用 #{third.id} 已收款 ¥640.00，多于更正后的费用 ¥240.00；请先在付款页面退还差额 ¥400.00，再更正该使用记录。")
     assert len(await fetch(imported, select(UsageLog).where(UsageLog.session_id == v1.id))) == 4
     assert [c.status for c in await fetch(imported, select(Charge).order_by(Charge.id))] == ["void", "void", "paid"]
+
+    # ... one asking more carries the payment over, and the enterprise owes only the difference ...
+    v5, fourth = await run(imported, services.correct, manager, v4.id, started_at=start, ended_at=start + timedelta(hours=2),
+                           samples=0, reason="the log says two hours", now=later)
+    charges = {c.id: c for c in await fetch(imported, select(Charge).order_by(Charge.id))}
+    assert (charges[third.id].status, charges[third.id].paid_fen, charges[third.id].refunded_fen) == ("void", 64_000, 64_000)
+    assert "its payments moved to charge #%d" % fourth.id in charges[third.id].void_reason
+    assert (charges[fourth.id].status, charges[fourth.id].total_fen, charges[fourth.id].paid_fen) == ("unpaid", 84_000, 64_000)
+    assert charges[fourth.id].payment_method == "correction"
+
+    # ... and one back to what was paid leaves the corrected charge paid in full. Money paid in
+    # all never changes: 64,000 fen received, none given back to the enterprise.
+    _v6, fifth = await run(imported, services.correct, manager, v5.id, started_at=start, ended_at=start + timedelta(minutes=90),
+                           samples=0, reason="90 minutes after all", now=later)
+    charges = {c.id: c for c in await fetch(imported, select(Charge).order_by(Charge.id))}
+    assert (charges[fifth.id].status, charges[fifth.id].total_fen, charges[fifth.id].paid_fen) == ("paid", 64_000, 64_000)
+    assert [c.status for c in charges.values()] == ["void", "void", "void", "void", "paid"]
+    assert sum(c.paid_fen - c.refunded_fen for c in charges.values()) == 64_000
+    assert [(c.id, c.paid_fen - c.refunded_fen) for c in charges.values() if c.status != "void"] == [(fifth.id, 64_000)]
+    payments = await fetch(imported, select(Payment).where(Payment.charge_id.in_(list(charges))).order_by(Payment.id))
+    assert [(p.charge_id, p.method, p.reference, p.amount_fen) for p in payments] == [
+        (third.id, "bank_transfer", "TX-1", 64_000), (fourth.id, "correction", f"charge #{third.id}", 64_000),
+        (fifth.id, "correction", f"charge #{fourth.id}", 64_000)]
+    # Each void charge's audit event says where its payments went, if it had any.
+    voided = await fetch(imported, select(AuditEvent).where(AuditEvent.entity == "charge", AuditEvent.action == "void")
+                         .order_by(AuditEvent.id))
+    assert [(e.entity_id, e.after.get("moved_to")) for e in voided] == [
+        (first.id, None), (second.id, None), (third.id, fourth.id), (fourth.id, fifth.id)]
 
 
 async def test_an_open_session_and_a_bad_correction_are_refused(imported, world) -> None:

@@ -98,6 +98,12 @@ async def _available(session: AsyncSession, charge_id: int) -> list[tuple[Paymen
     ]
 
 
+async def held_fen(session: AsyncSession, charge_id: int) -> int:
+    """What a charge holds: its succeeded payments less the refunds succeeded or under way
+    (what ``carry_over`` can move)."""
+    return sum(fen for _p, fen in await _available(session, charge_id))
+
+
 async def _take(session: AsyncSession, charge: Charge, amount_fen: int, *, cause: str, reason: str, status_for: dict[str, str],
                 actor_id: int | None, now: datetime) -> list[Refund]:
     """Refund rows for ``amount_fen`` of a charge's payments; a payment's provider decides
@@ -326,4 +332,4 @@ async def sweep_forever(database: Database, settings: Settings, interval: int, s
             await gateway.close()
 
 
-__all__ = ["apply_advance", "carry_over", "open_advance", "run_sweep", "settle_cancelled_advance", "sweep", "sweep_forever"]
+__all__ = ["apply_advance", "carry_over", "held_fen", "open_advance", "run_sweep", "settle_cancelled_advance", "sweep", "sweep_forever"]

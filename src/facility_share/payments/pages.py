@@ -89,7 +89,7 @@ class PaymentWords(UsageWords):
         return {
             "bank_transfer": self._("Bank transfer"), "invoice": self._("Invoice"), "cash": self._("Cash"),
             "card": self._("Card"), "alipay": self._("Alipay"), "wechat_pay": self._("WeChat Pay"),
-            "advance": self._("Advance payment"), "": "—",
+            "advance": self._("Advance payment"), "correction": self._("Moved from a corrected charge"), "": "—",
         }.get(method, method)
 
     def provider(self, provider: str) -> str:

@@ -102,6 +102,7 @@ class UsageWords(BookingWords):
             "alipay": self._("Alipay"),
             "wechat_pay": self._("WeChat Pay"),
             "advance": self._("Advance payment"),
+            "correction": self._("Moved from a corrected charge"),
         }.get(method, method)
 
     def charge_kind(self, kind: str) -> str:

@@ -3,7 +3,8 @@
 Usage logs are append-only (DESIGN.md invariant 4). Every change of a session — the check-out
 of an open check-in, a correction, a late samples count — is a new row that supersedes the
 previous version; the current version is the one nobody supersedes. Charges follow the current
-version: when a session is corrected its charge is voided and a new one issued.
+version: when a session is corrected its charge is voided and a new one issued, and what was
+paid on the old charge moves onto the new one (``payments.advances.carry_over``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from facility_share.db.models import (
     UsageLog,
     utcnow,
 )
-from facility_share.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, booking_status, charge_status
+from facility_share.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, booking_status, charge_status, fen
 from facility_share.usage.charging import line_dicts, parse_peak_hours, price_service
 
 LOG_FIELDS = ("started_at", "ended_at", "samples", "operator", "mode", "source", "supersedes_id", "session_id", "reason")
@@ -132,28 +133,67 @@ async def issue_charge(session: AsyncSession, log: UsageLog, resource: Resource,
     return charge
 
 
-async def _void_charges_of_session(session: AsyncSession, session_id: int, actor_id: int | None, reason: str) -> None:
-    charges = (
-        await session.execute(
-            select(Charge).join(UsageLog, Charge.usage_log_id == UsageLog.id)
-            .where(UsageLog.session_id == session_id, Charge.status != "void")
-        )
-    ).scalars().all()
+async def _void_charges_of_session(session: AsyncSession, session_id: int, actor_id: int | None,
+                                   reason: str) -> list[tuple[Charge, int]]:
+    """Void the session's charges that hold no money; return those that do (money received on
+    them, in full or in part, e.g. from an advance), with what each holds, for the correction
+    to carry over. What a charge holds is what it received less its refunds, succeeded or
+    still under way (a refund waiting for Stripe is money already going back)."""
+    from facility_share.payments.advances import held_fen
+
+    statement = (
+        select(Charge).join(UsageLog, Charge.usage_log_id == UsageLog.id)
+        .where(UsageLog.session_id == session_id, Charge.status != "void").order_by(Charge.id)
+    )
+    if session.bind.dialect.name == "postgresql":
+        # No payment lands on them between reading what they hold and moving it (as the
+        # ledger locks a charge; SQLite's write transactions are serialised already).
+        statement = statement.with_for_update(of=Charge)
+    charges = (await session.execute(statement)).scalars().all()
+    holding = []
     for charge in charges:
         if charge.status == "processing":
             raise Conflict.translatable(
                 N_("charge %(charge)s of this session is being paid online; correct it once Stripe has answered"), charge=charge.id
             )
-        if charge.status == "paid" or charge.paid_fen > charge.refunded_fen:
-            # Money was received on it (in full, or in part from an advance): it cannot vanish.
-            raise Conflict.translatable(
-                N_("charge %(charge)s of this session is already paid; record the correction as a separate refund or adjustment"),
-                charge=charge.id,
-            )
+        held = await held_fen(session, charge.id) if charge.paid_fen > charge.refunded_fen else 0
+        if held > 0:
+            holding.append((charge, held))
+            continue
         before = {"status": charge.status}
         charge.status, charge.void_reason = "void", reason[:500]
         audit.record(session, action="void", entity="charge", entity_id=charge.id, actor_id=actor_id,
                      before=before, after={"status": "void"}, reason=reason)
+    return holding
+
+
+async def _carry_over_to_corrected(session: AsyncSession, holding: list[tuple[Charge, int]], corrected: Charge | None, *,
+                                   actor_id: int | None, reason: str) -> None:
+    """Move the money paid on the session's earlier charges onto the corrected one, then void
+    them. Money is never silently given back here: if more was paid than the corrected charge
+    asks, the unit refunds the difference first (on the payments page, to wherever it came
+    from), and the correction is refused until then."""
+    from facility_share.payments.advances import carry_over
+    from facility_share.payments.rules import outstanding
+
+    held = sum(fen_held for _charge, fen_held in holding)
+    due = outstanding(corrected.total_fen, corrected.paid_fen) if corrected is not None else 0
+    if held > due:
+        first, _held = holding[0]
+        raise Conflict.translatable(
+            N_("charge %(charge)s of this session holds %(held)s paid, more than the corrected charge of %(corrected)s; refund the "
+               "difference of %(difference)s on the payments page first, then correct the session"),
+            held=fen(held), charge=first.id, corrected=fen(corrected.total_fen if corrected else 0),
+            difference=fen(held - due),
+        )
+    assert corrected is not None  # held > 0 = due would have been refused above
+    for charge, _held in holding:
+        await carry_over(session, charge, corrected, method="correction", reason=reason, actor_id=actor_id)
+        before = {"status": charge.status}
+        charge.status, charge.void_reason = "void", f"{reason}; its payments moved to charge #{corrected.id}"[:500]
+        audit.record(session, action="void", entity="charge", entity_id=charge.id, actor_id=actor_id,
+                     before=before, after={"status": "void", "moved_to": corrected.id}, reason=reason)
+    await session.flush()
 
 
 async def mark_paid(session: AsyncSession, principal: Principal, charge_id: int, *, method: str, reference: str) -> Charge:
@@ -330,7 +370,8 @@ async def correct(session: AsyncSession, principal: Principal, log_id: int, *, s
         raise Conflict.translatable(N_("this is not the current version of the session; correct the latest one"))
     if previous.ended_at is None:
         raise Conflict.translatable(N_("the session is still open; check it out first"))
-    await _void_charges_of_session(session, previous.session_id or previous.id, principal.user_id, f"usage corrected: {reason}")
+    holding = await _void_charges_of_session(session, previous.session_id or previous.id, principal.user_id,
+                                             f"usage corrected: {reason}")
     log = UsageLog(
         resource_id=previous.resource_id, booking_id=previous.booking_id, enterprise_id=previous.enterprise_id,
         started_at=started_at, ended_at=ended_at, samples=samples, operator=previous.operator, mode=previous.mode,
@@ -339,7 +380,10 @@ async def correct(session: AsyncSession, principal: Principal, log_id: int, *, s
     )
     await _append(session, log, previous=previous)
     booking = await session.get(Booking, previous.booking_id) if previous.booking_id else None
-    return log, await issue_charge(session, log, resource, booking=booking)
+    charge = await issue_charge(session, log, resource, booking=booking)
+    if holding:
+        await _carry_over_to_corrected(session, holding, charge, actor_id=principal.user_id, reason=f"usage corrected: {reason}")
+    return log, charge
 
 
 # --- the instrument agent ------------------------------------------------------------------------
