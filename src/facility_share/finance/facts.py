@@ -95,9 +95,9 @@ class UnitRow:
 
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection during a stretch of pure computation (nothing else runs
-    meanwhile: there is no await in it). It allocates hundreds of thousands of small objects
-    and none of them in cycles, so each collection would only walk the whole heap for nothing."""
+    """No cyclic garbage collection during a stretch of work that allocates hundreds of
+    thousands of small objects, none of them in cycles, so that each collection would only
+    walk the whole heap for nothing. Nestable (an inner one leaves it paused)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -151,6 +151,15 @@ async def hash_plans(session: AsyncSession) -> AsyncIterator[None]:
             text("SELECT " + ", ".join(f"set_config('{name}', :v{i}, true)" for i, name in enumerate(_HASH_PLANS))),
             {f"v{i}": value for i, value in enumerate(before)},
         )
+
+
+def _among(session: AsyncSession, column: ColumnElement, ids: set[int] | list[int]) -> ColumnElement:
+    """``column IN ids``; on PostgreSQL as ``= ANY`` of one array parameter, since an IN list of
+    a few thousand ids is a new statement to render, send and plan each time (80 ms for the
+    2,000 enterprises of a year's settlement, against a few for the array)."""
+    if _dialect(session) == "postgresql":
+        return column == any_(bindparam(None, sorted(ids), type_=ARRAY(Integer)))
+    return column.in_(sorted(ids))
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -331,7 +340,7 @@ async def service_charges(session: AsyncSession, period: Period, cutoff: datetim
         for s in (await session.execute(
             select(EnterpriseStatus.id, EnterpriseStatus.effective_from, EnterpriseStatus.registered_in_district,
                    EnterpriseStatus.verified, EnterpriseStatus.tech_sme, EnterpriseStatus.hnte, EnterpriseStatus.tier,
-                   EnterpriseStatus.controller).where(EnterpriseStatus.id.in_(standing_ids))
+                   EnterpriseStatus.controller).where(_among(session, EnterpriseStatus.id, standing_ids))
         )).all():
             standings[s[0]] = StandingRow(*s)
     late: list[int] = []
@@ -386,7 +395,7 @@ async def subsidy_groups(session: AsyncSession, period: Period, cutoff: datetime
 async def enterprises_by_id(session: AsyncSession, ids: set[int]) -> dict[int, EnterpriseRow]:
     if not ids:
         return {}
-    rows = await session.execute(select(Enterprise.id, Enterprise.uscc, Enterprise.name).where(Enterprise.id.in_(ids)))
+    rows = await session.execute(select(Enterprise.id, Enterprise.uscc, Enterprise.name).where(_among(session, Enterprise.id, ids)))
     return {r.id: EnterpriseRow(r.id, r.uscc, r.name) for r in rows}
 
 

@@ -321,8 +321,12 @@ async def _compute(session: AsyncSession, settlement: Settlement, policy: Policy
             settlement.subsidy_budget_fen = subsidy_default
         if settlement.award_budget_fen is None:
             settlement.award_budget_fen = award_default
-    inputs, gathered = await _gather(session, settlement, policy)
+    # No cyclic collection from the first fact to the last line: the facts are a few hundred
+    # thousand small acyclic objects, and each full collection triggered while they pile up
+    # walked them all for nothing (70 ms of a year's settlement). Other requests served
+    # meanwhile keep their cycles until the end, a second or two later.
     with facts.paused_gc():
+        inputs, gathered = await _gather(session, settlement, policy)
         result = finance_engine.compute(policy.document, settlement, *gathered)
         inputs_digest, results_digest = digest(inputs), digest(result.lines)
         rows = [{"settlement_id": settlement.id, **row} for row in result.lines]
