@@ -19,7 +19,7 @@ from sqlalchemy import select
 from facility_share.accounts import services as accounts
 from facility_share.accounts.auth import SESSION_COOKIE
 from facility_share.bookings import services as bookings
-from facility_share.db.models import Booking, ManagingUnit
+from facility_share.db.models import Booking, Enterprise, ManagingUnit, Resource
 from facility_share.feeds import services as feeds
 from facility_share.feeds.calendar import MAX_OCTETS, FeedEvent, booking_uid, build_calendar, fold_line
 from facility_share.settings import load_settings
@@ -358,6 +358,48 @@ async def test_conditional_requests(setup, client) -> None:  # type: ignore[no-u
     assert str(events_by_uid(fresh.text)[booking_uid(ids["requested"])]["STATUS"]) == "CONFIRMED"
     again = await client.get(url, headers={"if-none-match": fresh.headers["etag"]})
     assert again.status_code == 304
+
+
+async def rename(db, model, where, **values) -> None:  # type: ignore[no-untyped-def]
+    async with db.session(write=True) as session:
+        row = (await session.execute(select(model).where(where))).scalar_one()
+        for name, value in values.items():
+            setattr(row, name, value)
+        await session.commit()
+
+
+async def test_renames_reach_subscribers(setup, client) -> None:  # type: ignore[no-untyped-def]
+    """A new resource, unit or customer name changes the ETag of every feed that shows it,
+    so a client holding the old one gets the new name instead of 304."""
+    app, _world, ids, tokens, _cookies, unit_id = setup
+    db = app.state.db
+    held = {kind: (await client.get(url_of(kind, tokens))).headers["etag"] for kind in ("public", "user", "enterprise", "unit")}
+
+    async def refreshed(kind: str) -> str | None:
+        answer = await client.get(url_of(kind, tokens), headers={"if-none-match": held[kind]})
+        if answer.status_code == 304:
+            return None
+        held[kind] = answer.headers["etag"]
+        return answer.text.replace("\r\n ", "")  # unfolded
+
+    await rename(db, Resource, Resource.code == SEM, name_zh="改名后的电镜")
+    for kind in ("public", "user", "enterprise", "unit"):
+        text = await refreshed(kind)
+        assert text is not None and "改名后的电镜" in text, kind
+    await rename(db, ManagingUnit, ManagingUnit.id == unit_id, name_zh="改名后的中心")
+    for kind in ("public", "user", "enterprise", "unit"):
+        text = await refreshed(kind)
+        assert text is not None and "改名后的中心" in text, kind
+    # A customer's new name shows in the unit's feed; the others do not show it.
+    booking = await client.get(url_of("unit", tokens))
+    assert booking.status_code == 200
+    async with db.session() as session:
+        enterprise_id = (await session.execute(select(Booking.enterprise_id).where(Booking.id == ids["other"]))).scalar_one()
+    await rename(db, Enterprise, Enterprise.id == enterprise_id, name="改名后的企业有限公司")
+    text = await refreshed("unit")
+    assert text is not None and "改名后的企业有限公司" in text
+    assert await refreshed("public") is None
+    assert await refreshed("unit") is None
 
 
 async def post_form(client: AsyncTestClient, url: str, cookie: str):  # type: ignore[no-untyped-def]

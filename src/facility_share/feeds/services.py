@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from facility_share.accounts.principal import Principal
 from facility_share.accounts.security import hash_token, new_token
@@ -54,7 +54,9 @@ class Feed:
 
 @dataclass(frozen=True, slots=True)
 class Stamp:
-    """The feed's change marker: the newest change among its bookings and how many there are."""
+    """The feed's change marker: the newest change among its bookings and the rows whose names
+    it shows (their resources and units; a unit's feed also its customers; the owner named in
+    the calendar's title), and how many bookings there are."""
 
     last_change: datetime | None
     count: int
@@ -68,7 +70,8 @@ def _owner_condition(feed: Feed) -> Any:
     if feed.kind == "enterprise":
         return Booking.enterprise_id == feed.owner_id
     if feed.kind == "unit":
-        return Booking.resource_id.in_(select(Resource.id).where(Resource.unit_id == feed.owner_id))
+        # Not correlated: the stamp's query joins resources itself.
+        return Booking.resource_id.in_(select(Resource.id).where(Resource.unit_id == feed.owner_id).correlate(None))
     raise ValueError(f"unknown feed kind {feed.kind!r}")
 
 
@@ -156,17 +159,52 @@ async def _by_id(session: AsyncSession, model: Any, ids: set[int], *options: Any
     return {item.id: item for item in found}
 
 
+def _owner_changed(feed: Feed) -> Any:
+    """When the rows named in the calendar's title last changed (scalar subqueries)."""
+    if feed.kind == "public":
+        return [
+            select(Resource.updated_at).where(Resource.id == feed.owner_id).scalar_subquery(),
+            select(ManagingUnit.updated_at).join(Resource, Resource.unit_id == ManagingUnit.id)
+            .where(Resource.id == feed.owner_id).scalar_subquery(),
+        ]
+    if feed.kind == "enterprise":
+        return [select(Enterprise.updated_at).where(Enterprise.id == feed.owner_id).scalar_subquery()]
+    if feed.kind == "unit":
+        return [select(ManagingUnit.updated_at).where(ManagingUnit.id == feed.owner_id).scalar_subquery()]
+    return []
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, str):  # an aggregate over DateTimeUTC comes back raw on SQLite
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 async def feed_stamp(session: AsyncSession, feed: Feed, *, now: datetime | None = None) -> Stamp:
-    """``(max(updated_at), count)`` of the feed's bookings: one aggregate query, used for
-    ETag and Last-Modified without loading or building anything."""
+    """The feed's ``Stamp`` from one aggregate query, for ETag and Last-Modified without
+    loading or building anything. A renamed resource, unit or customer changes it too: their
+    names are in the events, and a client holding the old ETag would otherwise keep them."""
     now = now or utcnow()
-    row = (await session.execute(select(func.max(Booking.updated_at), func.count()).where(*_conditions(feed, now)))).one()
-    last = row[0]
-    if isinstance(last, str):  # an aggregate over DateTimeUTC comes back raw on SQLite
-        last = datetime.fromisoformat(last)
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    return Stamp(last, int(row[1]))
+    unit = aliased(ManagingUnit)
+    changed = [func.max(Booking.updated_at), func.max(Resource.updated_at), func.max(unit.updated_at)]
+    if feed.kind == "unit":  # the customers' names and telephone numbers are in its events
+        changed += [func.max(Enterprise.updated_at), func.max(User.updated_at)]
+    statement = (
+        select(func.count(), *changed, *_owner_changed(feed))
+        .select_from(Booking)
+        .join(Resource, Resource.id == Booking.resource_id)
+        .join(unit, unit.id == Resource.unit_id)
+    )
+    if feed.kind == "unit":
+        statement = (
+            statement.outerjoin(Enterprise, Enterprise.id == Booking.enterprise_id).outerjoin(User, User.id == Booking.user_id)
+        )
+    statement = statement.where(*_conditions(feed, now))
+    count, *times = (await session.execute(statement)).one()
+    known = [t for t in map(_aware, times) if t is not None]
+    return Stamp(max(known) if known else None, int(count))
 
 
 async def public_resource(session: AsyncSession, code: str) -> Resource | None:
