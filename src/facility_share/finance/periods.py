@@ -12,11 +12,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from facility_share.errors import InvalidInput
+from facility_share.errors import N_, InvalidInput
 
 _YEAR = re.compile(r"^(\d{4})$")
 _QUARTER = re.compile(r"^(\d{4})-[Qq]([1-4])$")
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
+YEAR_RANGE = N_("the year must be between 2000 and 2100, got %(year)s")
 
 
 # Settlements are made for the first three; usage reports also cover any range of days.
@@ -65,23 +66,23 @@ def parse_period(text: str, *, field: str = "period") -> Period:
         InvalidInput: anything else, with the accepted forms in the message.
     """
     raw = (text or "").strip()
-    hint = f"{field}: expected a year (2026), a quarter (2026-Q3) or a month (2026-07), got {raw!r}"
     if match := _YEAR.match(raw):
         year = int(match.group(1))
         if not 2000 <= year <= 2100:
-            raise InvalidInput(f"{field}: the year must be between 2000 and 2100, got {year}")
+            raise InvalidInput.translatable(YEAR_RANGE, field=field, year=year)
         return Period(date(year, 1, 1), date(year + 1, 1, 1), raw, "year")
     if match := _QUARTER.match(raw):
         year, quarter = int(match.group(1)), int(match.group(2))
         if not 2000 <= year <= 2100:
-            raise InvalidInput(f"{field}: the year must be between 2000 and 2100, got {year}")
+            raise InvalidInput.translatable(YEAR_RANGE, field=field, year=year)
         first = 3 * (quarter - 1) + 1
         return Period(date(year, first, 1), _month_end(year, first + 2), f"{year}-Q{quarter}", "quarter")
     if match := _MONTH.match(raw):
         year, month = int(match.group(1)), int(match.group(2))
         if not 1 <= month <= 12:
-            raise InvalidInput(f"{field}: the month must be 01 to 12, got {month:02d}")
+            raise InvalidInput.translatable(N_("the month must be 01 to 12, got %(month)s"), field=field, month=f"{month:02d}")
         if not 2000 <= year <= 2100:
-            raise InvalidInput(f"{field}: the year must be between 2000 and 2100, got {year}")
+            raise InvalidInput.translatable(YEAR_RANGE, field=field, year=year)
         return Period(date(year, month, 1), _month_end(year, month), f"{year}-{month:02d}", "month")
-    raise InvalidInput(hint)
+    raise InvalidInput.translatable(N_("expected a year (2026), a quarter (2026-Q3) or a month (2026-07), got %(text)s"),
+                                    field=field, text=repr(raw))

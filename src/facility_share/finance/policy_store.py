@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from facility_share import audit
 from facility_share.db.models import PolicyVersion, Settlement, utcnow
-from facility_share.errors import CatalogInvalid, Conflict, NotFound
+from facility_share.errors import N_, CatalogInvalid, Conflict, NotFound
 from facility_share.finance.policy import LoadedPolicy, Policy, overlap_problems, policy_from_document
 
 
@@ -173,6 +173,6 @@ async def policy_version_in_force(session: AsyncSession, code: str, on: date) ->
         if row.effective_from <= on and (row.effective_until is None or on <= row.effective_until):
             return _stored(row)
     if not rows:
-        raise NotFound(f"no policy {code!r} is loaded; run `facility-share policies import`")
+        raise NotFound.translatable(N_("no policy '%(code)s' is loaded; run `facility-share policies import`"), code=code)
     spans = "; ".join(f"{r.version}: {r.effective_from} – {r.effective_until or 'open'}" for r in reversed(rows))
     raise NotFound(f"no version of policy {code!r} is in force on {on} ({spans}); publish one that covers it")

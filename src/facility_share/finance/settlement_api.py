@@ -227,7 +227,9 @@ async def draft(session: AsyncSession, principal: Principal, request: settlement
     try:
         return await settlements.create_draft(session, principal, request)
     except NotFound as exc:
-        raise InvalidInput(exc.message) from None
+        if exc.msgid is not None:
+            raise InvalidInput.translatable(exc.msgid, field=exc.field, detail=exc.detail, **exc.params) from None
+        raise InvalidInput(exc.message, detail=exc.detail) from None
 
 
 def _in_force(history: list[EnterpriseStatus], day: date) -> EnterpriseStatus | None:

@@ -43,39 +43,6 @@ def N_(message: str) -> str:
     return message
 
 
-# The settlement service's English messages, each with its translation (a regex on the
-# message, and the msgid shown instead). Unknown messages are shown as gettext(message).
-SERVICE_ERRORS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(p), m) for p, m in (
-        (r"^settlement \d+ is approved; approved settlements never change$",
-         N_("This settlement is approved; an approved settlement never changes.")),
-        (r"^settlement \d+ is approved; approved settlements are kept for ever$",
-         N_("This settlement is approved; approved settlements are kept for ever.")),
-        (r"^settlement \d+ is already approved$", N_("This settlement is already approved.")),
-        (r"^settlement \d+ changed after you opened it",
-         N_("The lines changed after you opened this page; review the recomputed lines and approve again.")),
-        (r"^settlement \d+: its period overlaps approved settlement #(?P<other>\d+)",
-         N_("Its period overlaps approved settlement #%(other)s; discard this draft.")),
-        (r"^settlement \d+: the data it was computed from has changed since",
-         N_("Payments, refunds, statuses or usage changed since this draft was computed; recompute it, review the lines, then approve.")),
-        (r"^settlement \d+ does not exist$", N_("There is no such settlement.")),
-        (r"^period: (?P<label>\S+) overlaps approved settlement #(?P<other>\d+)",
-         N_("%(label)s overlaps approved settlement #%(other)s; an approved period is not settled again, later settlements carry its corrections.")),
-        (r"^period: expected a year", N_("Enter a year (2026), a quarter (2026-Q3) or a month (2026-07).")),
-        (r"^period: the year must be between", N_("Choose a year between 2000 and 2100.")),
-        (r"^period: the month must be", N_("The month must be 01 to 12.")),
-        (r"^cutoff_at: the cut-off cannot be in the future",
-         N_("The cut-off cannot be in the future; payments after it are not known yet.")),
-        (r"^cutoff_at: the cut-off is before the period",
-         N_("The cut-off is before the period starts; nothing could have been paid by then.")),
-        (r"^policy: no version '(?P<version>[^']*)' of policy", N_("Version %(version)s of this policy is not loaded.")),
-        (r"^policy: no policy '(?P<code>[^']*)' is loaded",
-         N_("No policy %(code)s is loaded; load the policies with facility-share policies import.")),
-        (r"^policy: no version of '(?P<code>[^']*)' is in force for the whole of (?P<label>\S+);",
-         N_("No version of %(code)s is in force for the whole of %(label)s; choose a version or a shorter period.")),
-    )
-]
-
 FIGURE_LABELS = {
     # subsidy lines
     "controller": N_("Actual controller"),
@@ -195,13 +162,6 @@ class SettlementWords(UsageWords):
 
     def exclusion(self, reason: str | None) -> str:
         return self._("Counted") if reason is None else self.flag(reason)
-
-    def error(self, exc: FacilityShareError) -> str:  # type: ignore[override]
-        for pattern, msgid in SERVICE_ERRORS:
-            found = pattern.match(exc.message)
-            if found:
-                return self._(msgid, **found.groupdict())
-        return self.i18n.gettext(exc.message)
 
 
 # --- the draft form ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from facility_share import audit, notifications
 from facility_share.accounts.principal import Principal
 from facility_share.db.models import PolicyVersion, Settlement, SettlementLine, utcnow
-from facility_share.errors import Conflict, Forbidden, InvalidInput, NotFound
+from facility_share.errors import N_, Conflict, Forbidden, InvalidInput, NotFound
 from facility_share.finance import facts
 from facility_share.finance.periods import Period, parse_period
 
@@ -63,17 +63,18 @@ async def _policy_for(session: AsyncSession, code: str, version: str | None, per
     if version:
         row = (await session.execute(query.where(PolicyVersion.version == version))).scalar_one_or_none()
         if row is None:
-            raise NotFound(f"policy: no version {version!r} of policy {code!r} is loaded; run `facility-share policies import`")
+            raise NotFound.translatable(N_("no version '%(version)s' of policy '%(code)s' is loaded; run `facility-share policies import`"),
+                                        field="policy", version=version, code=code)
         return row
     rows = (await session.execute(query.order_by(PolicyVersion.effective_from.desc(), PolicyVersion.version.desc()))).scalars().all()
     if not rows:
-        raise NotFound(f"policy: no policy {code!r} is loaded; run `facility-share policies import`")
+        raise NotFound.translatable(N_("no policy '%(code)s' is loaded; run `facility-share policies import`"), field="policy", code=code)
     for row in rows:
         if row.effective_from <= period.start and (row.effective_until is None or row.effective_until >= period.end - timedelta(days=1)):
             return row
-    raise InvalidInput(
-        f"policy: no version of {code!r} is in force for the whole of {period.label}; "
-        "name a version explicitly or split the period"
+    raise InvalidInput.translatable(
+        N_("no version of '%(code)s' is in force for the whole of %(label)s; name a version explicitly or split the period"),
+        field="policy", code=code, label=period.label,
     )
 
 
@@ -109,15 +110,18 @@ async def create_draft(session: AsyncSession, principal: Principal, request: Dra
     if cutoff.tzinfo is None:
         raise InvalidInput("cutoff_at: give the time zone, e.g. 2026-10-15T00:00:00+08:00")
     if cutoff > now:
-        raise InvalidInput("cutoff_at: the cut-off cannot be in the future; payments after it would be unknown yet")
+        raise InvalidInput.translatable(N_("the cut-off cannot be in the future; payments after it would be unknown yet"),
+                                        field="cutoff_at")
     if cutoff.astimezone(UTC).date() < period.start:
-        raise InvalidInput(f"cutoff_at: the cut-off is before the period {period.label} starts; nothing could be paid by then")
+        raise InvalidInput.translatable(N_("the cut-off is before the period %(label)s starts; nothing could be paid by then"),
+                                        field="cutoff_at", label=period.label)
     policy = await _policy_for(session, request.policy_code, request.policy_version, period)
     clash = await _approved_overlapping(session, period)
     if clash is not None:
-        raise Conflict(
-            f"period: {period.label} overlaps approved settlement #{clash.id} ({clash.period_label}); "
-            "an approved period is not settled again — later settlements carry its corrections"
+        raise Conflict.translatable(
+            N_("%(label)s overlaps approved settlement #%(other)s (%(other_label)s); an approved period is not settled "
+               "again — later settlements carry its corrections"),
+            field="period", label=period.label, other=clash.id, other_label=clash.period_label,
         )
     settlement = Settlement(
         period_label=period.label, period_kind=period.kind, period_start=period.start, period_end=period.end,
@@ -145,7 +149,7 @@ def _summary(settlement: Settlement, policy: PolicyVersion) -> dict[str, Any]:
 async def load(session: AsyncSession, settlement_id: int) -> tuple[Settlement, PolicyVersion]:
     settlement = await session.get(Settlement, settlement_id)
     if settlement is None:
-        raise NotFound(f"settlement {settlement_id} does not exist")
+        raise NotFound.translatable(N_("settlement %(settlement)s does not exist"), settlement=settlement_id)
     policy = await session.get(PolicyVersion, settlement.policy_version_id)
     assert policy is not None
     return settlement, policy
@@ -160,10 +164,12 @@ async def recompute(session: AsyncSession, principal: Principal, settlement_id: 
     _require_finance(principal)
     settlement, policy = await load(session, settlement_id)
     if settlement.status != "draft":
-        raise Conflict(f"settlement {settlement_id} is approved; approved settlements never change")
+        raise Conflict.translatable(N_("settlement %(settlement)s is approved; approved settlements never change"),
+                                    settlement=settlement_id)
     clash = await _approved_overlapping(session, period_of(settlement), exclude_id=settlement.id)
     if clash is not None:
-        raise Conflict(f"settlement {settlement_id}: its period overlaps approved settlement #{clash.id}; discard this draft")
+        raise Conflict.translatable(N_("settlement %(settlement)s: its period overlaps approved settlement #%(other)s; discard this draft"),
+                                    settlement=settlement_id, other=clash.id)
     before = settlement.results_digest
     await _compute(session, settlement, policy, now=now or utcnow())
     audit.record(session, action="recompute", entity="settlement", entity_id=settlement.id, actor_id=principal.user_id,
@@ -188,17 +194,21 @@ async def approve(session: AsyncSession, principal: Principal, settlement_id: in
     now = now or utcnow()
     settlement, policy = await load(session, settlement_id)
     if settlement.status != "draft":
-        raise Conflict(f"settlement {settlement_id} is already approved")
+        raise Conflict.translatable(N_("settlement %(settlement)s is already approved"), settlement=settlement_id)
     if expected_results_digest is not None and expected_results_digest != settlement.results_digest:
-        raise Conflict(f"settlement {settlement_id} changed after you opened it; review the recomputed lines and approve again")
+        raise Conflict.translatable(
+            N_("settlement %(settlement)s changed after you opened it; review the recomputed lines and approve again"),
+            settlement=settlement_id)
     clash = await _approved_overlapping(session, period_of(settlement), exclude_id=settlement.id)
     if clash is not None:
-        raise Conflict(f"settlement {settlement_id}: its period overlaps approved settlement #{clash.id}")
+        raise Conflict.translatable(N_("settlement %(settlement)s: its period overlaps approved settlement #%(other)s"),
+                                    settlement=settlement_id, other=clash.id)
     inputs, _ = await _gather(session, settlement, policy)
     if digest(inputs) != settlement.inputs_digest:
-        raise Conflict(
-            f"settlement {settlement_id}: the data it was computed from has changed since (payments, refunds, "
-            "statuses or usage); recompute it, review the lines, then approve"
+        raise Conflict.translatable(
+            N_("settlement %(settlement)s: the data it was computed from has changed since (payments, refunds, "
+               "statuses or usage); recompute it, review the lines, then approve"),
+            settlement=settlement_id,
         )
     settlement.status, settlement.approved_by_id, settlement.approved_at = "approved", principal.user_id, now
     await session.flush()
@@ -213,7 +223,8 @@ async def discard(session: AsyncSession, principal: Principal, settlement_id: in
     _require_finance(principal)
     settlement, policy = await load(session, settlement_id)
     if settlement.status != "draft":
-        raise Conflict(f"settlement {settlement_id} is approved; approved settlements are kept for ever")
+        raise Conflict.translatable(N_("settlement %(settlement)s is approved; approved settlements are kept for ever"),
+                                    settlement=settlement_id)
     summary = _summary(settlement, policy)
     await session.execute(delete(SettlementLine).where(SettlementLine.settlement_id == settlement.id))
     await session.delete(settlement)

@@ -17,7 +17,7 @@ from typing import Any
 
 import stripe
 
-from facility_share.errors import Conflict, InvalidInput, ServiceUnavailable
+from facility_share.errors import N_, Conflict, InvalidInput, ServiceUnavailable
 from facility_share.settings import Settings
 
 log = logging.getLogger("facility_share.payments")
@@ -113,21 +113,27 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 def _translate(exc: stripe.StripeError, doing: str) -> Exception:
-    """A Stripe error as one of the project's errors (logged without keys or card data)."""
+    """A Stripe error as one of the project's errors (logged without keys or card data).
+
+    The English message names what was being done (``doing``); a page translates the message
+    from its id and says only what the reader can act on."""
     log.warning("Stripe refused to %s: %s %s", doing, type(exc).__name__, getattr(exc, "code", "") or "")
     if isinstance(exc, stripe.APIConnectionError):
-        return ServiceUnavailable(f"Stripe could not be reached to {doing}; try again in a minute")
+        return ServiceUnavailable.translatable(N_("Stripe could not be reached to %(doing)s; try again in a minute"), doing=doing)
     if isinstance(exc, stripe.RateLimitError):
-        return ServiceUnavailable(f"Stripe is busy; try again in a minute to {doing}")
+        return ServiceUnavailable.translatable(N_("Stripe is busy; try again in a minute to %(doing)s"), doing=doing)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
-        return ServiceUnavailable(f"the platform's Stripe keys were refused when trying to {doing}; tell the administrator")
+        return ServiceUnavailable.translatable(
+            N_("the platform's Stripe keys were refused when trying to %(doing)s; tell the administrator"), doing=doing)
     if isinstance(exc, stripe.CardError):
-        return InvalidInput(f"the payment was declined: {exc.user_message or exc.code}")
+        return InvalidInput.translatable(N_("the payment was declined: %(reason)s"), reason=exc.user_message or exc.code)
     if isinstance(exc, stripe.IdempotencyError):
-        return Conflict(f"Stripe saw a different request with the same idempotency key while trying to {doing}")
+        return Conflict.translatable(
+            N_("Stripe saw a different request with the same idempotency key while trying to %(doing)s"), doing=doing)
     if isinstance(exc, stripe.InvalidRequestError):
-        return Conflict(f"Stripe refused to {doing}: {exc.user_message or exc.code or 'invalid request'}")
-    return ServiceUnavailable(f"Stripe failed to {doing}; try again later")
+        return Conflict.translatable(N_("Stripe refused to %(doing)s: %(why)s"), doing=doing,
+                                     why=exc.user_message or exc.code or "invalid request")
+    return ServiceUnavailable.translatable(N_("Stripe failed to %(doing)s; try again later"), doing=doing)
 
 
 class Gateway:

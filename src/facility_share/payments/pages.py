@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from facility_share.accounts.pages import read_form, text, with_status
 from facility_share.accounts.principal import Principal
 from facility_share.db.models import Charge, Enterprise, Payment, Refund, Resource, utcnow
-from facility_share.errors import N_, Conflict, FacilityShareError, NotFound
+from facility_share.errors import Conflict, FacilityShareError, NotFound
 from facility_share.payments import advances, ledger, rules, services
 from facility_share.payments.webhooks import app_gateway
 from facility_share.settings import Settings
@@ -48,20 +48,6 @@ def parse_yuan(raw: str) -> int | None:
         return None
     whole, part = found.group(1), (found.group(2) or "").ljust(2, "0")
     return int(whole) * 100 + int(part)
-
-
-# payments.gateway reports Stripe's failures with plain English messages (no translatable form
-# yet); they are recognised here, and every other error is translated from its own message id.
-GATEWAY_ERRORS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(p), m) for p, m in (
-        (r"^Stripe could not be reached", N_("Stripe could not be reached; try again in a minute.")),
-        (r"^Stripe is busy", N_("Stripe could not be reached; try again in a minute.")),
-        (r"^Stripe refused to (?P<doing>.+?): (?P<why>.*)$", N_("Stripe refused the request: %(why)s")),
-        (r"^the platform's Stripe keys were refused", N_("Stripe refused the platform's keys; tell the administrator.")),
-        (r"^Stripe failed to", N_("Stripe could not complete the request; try again later.")),
-        (r"^the payment was declined: (?P<reason>.*)$", N_("The payment was declined: %(reason)s")),
-    )
-]
 
 
 class PaymentWords(UsageWords):
@@ -104,13 +90,6 @@ class PaymentWords(UsageWords):
 
     def charge_kind(self, kind: str) -> str:
         return {"service": self._("Service"), "no_show": self._("No-show fee"), "advance": self._("Advance payment")}.get(kind, kind)
-
-    def error(self, exc: FacilityShareError) -> str:
-        if exc.msgid is None:
-            for pattern, msgid in GATEWAY_ERRORS:
-                if found := pattern.match(exc.message):
-                    return self._(msgid, **found.groupdict())
-        return super().error(exc)
 
 
 # --- the enterprise ----------------------------------------------------------------------------------
