@@ -121,15 +121,26 @@ def usage_count(settings: Settings) -> int:
     return in_db(settings, work)
 
 
-def check_in_and_out(client: TestClient, booking_id: int, samples: str = "4") -> None:
-    page = get(client, f"/manage/usage?unit={UNIT}")
+def start_day(settings: Settings, booking_id: int) -> str:
+    """The district-local day a booking starts on (a booking of a few hours ago started
+    yesterday when the test runs soon after midnight in Tianjin)."""
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        return (await session.execute(select(Booking.starts_at).where(Booking.id == booking_id))).scalar_one()
+
+    starts_at = in_db(settings, work)
+    return starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def check_in_and_out(client: TestClient, booking_id: int, samples: str = "4", *, day: str = "") -> None:
+    page = get(client, f"/manage/usage?unit={UNIT}" + (f"&day={day}" if day else ""))
     assert page.status_code == 200
     assert f'action="/manage/usage/bookings/{booking_id}/check-in"' in page.text
-    response = post(client, f"/manage/usage/bookings/{booking_id}/check-in", {"unit": UNIT, "day": "", "operator": "张工"})
+    response = post(client, f"/manage/usage/bookings/{booking_id}/check-in", {"unit": UNIT, "day": day, "operator": "张工"})
     assert response.status_code == 303, response.text[-2000:]
     page = get(client, response.headers["location"])
     assert f'action="/manage/usage/bookings/{booking_id}/check-out"' in page.text
-    response = post(client, f"/manage/usage/bookings/{booking_id}/check-out", {"unit": UNIT, "day": "", "samples": samples})
+    response = post(client, f"/manage/usage/bookings/{booking_id}/check-out", {"unit": UNIT, "day": day, "samples": samples})
     assert response.status_code == 303, response.text[-2000:]
 
 
@@ -252,7 +263,7 @@ def test_history_of_another_units_session_is_404(client: TestClient, settings: S
 def test_mark_paid(client: TestClient, settings: Settings) -> None:
     booking_id = approved_booking(settings, code=SEM, starts_in=timedelta(hours=-3))
     sign_in(client, MANAGER)
-    check_in_and_out(client, booking_id)
+    check_in_and_out(client, booking_id, day=start_day(settings, booking_id))
     charge = booking_state(settings, booking_id)[1][0]
     response = post(client, f"/manage/charges/{charge.id}/mark-paid", {"unit": UNIT, "method": "bank_transfer", "reference": ""})
     assert response.status_code == 400
@@ -315,7 +326,7 @@ def test_enterprise_sees_its_charges_and_not_others(client: TestClient, settings
 def test_rating_once(client: TestClient, settings: Settings) -> None:
     booking_id = approved_booking(settings, code=TGA, starts_in=timedelta(hours=-5))
     sign_in(client, MANAGER)
-    check_in_and_out(client, booking_id)
+    check_in_and_out(client, booking_id, day=start_day(settings, booking_id))
     sign_in(client, CHEN)
     bookings_page = get(client, "/me/bookings")
     assert f'href="/bookings/{booking_id}/rate"' in bookings_page.text
